@@ -1,0 +1,36 @@
+"""The HTTP front end: validates requests, writes the database, enqueues job ids."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.errors import install_error_handlers
+from api.routes import files, finetune, health
+from core.migrate import upgrade_database
+from core.queue import connect_redis, job_queue
+from core.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.auto_migrate:
+            upgrade_database(settings.resolved_database_url)
+        redis = connect_redis(settings)
+        app.state.settings = settings
+        app.state.redis = redis
+        app.state.queue = job_queue(redis, settings)
+        yield
+        redis.close()
+
+    app = FastAPI(title="tuneq", version="0.1.0", lifespan=lifespan)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(files.router)
+    app.include_router(finetune.router)
+    return app

@@ -1,0 +1,129 @@
+"""Public representations of jobs, files and metrics, shared by the API and webhooks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from core.models import File, Job, JobEvent, JobMetric
+
+
+class ProgressView(BaseModel):
+    step: int
+    total_steps: int | None
+    epoch: float | None
+    percent: float | None
+
+
+class MetricView(BaseModel):
+    step: int
+    epoch: float | None
+    loss: float | None
+    eval_loss: float | None
+    learning_rate: float | None
+    grad_norm: float | None
+    tokens_per_second: float | None
+    trained_tokens: int | None
+    peak_memory_bytes: int | None
+    created_at: datetime
+
+
+class CostView(BaseModel):
+    gpu_seconds: float
+    cost_usd: float
+
+
+class ErrorView(BaseModel):
+    code: str
+    message: str
+
+
+class EnvironmentView(BaseModel):
+    device: str | None
+    device_name: str | None
+    dtype: str | None
+    quantization: str | None
+
+
+class JobView(BaseModel):
+    id: str
+    object: Literal["fine_tune.job"] = "fine_tune.job"
+    status: str
+    base_model: str
+    training_file: str
+    validation_file: str | None
+    hyperparameters: dict[str, Any]
+    webhook_url: str | None
+    metadata: dict[str, Any] | None
+    attempt: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    progress: ProgressView
+    latest_metrics: MetricView | None
+    trained_tokens: int
+    cost: CostView
+    environment: EnvironmentView | None
+    error: ErrorView | None
+    adapter_dir: str | None
+
+
+class FileView(BaseModel):
+    id: str
+    object: Literal["file"] = "file"
+    filename: str
+    purpose: str
+    bytes: int
+    sha256: str
+    format: str
+    line_count: int
+    example_count: int
+    created_at: datetime
+
+
+class EventView(BaseModel):
+    id: int
+    created_at: datetime
+    level: str
+    message: str
+    data: dict[str, Any] | None
+
+
+def metric_view(metric: JobMetric) -> MetricView:
+    return MetricView.model_validate(metric, from_attributes=True)
+
+
+def job_view(job: Job, latest: JobMetric | None, data_root: Path) -> JobView:
+    percent = round(100.0 * job.step / job.total_steps, 1) if job.total_steps else None
+    return JobView(
+        id=job.id,
+        status=job.status,
+        base_model=job.base_model,
+        training_file=job.training_file,
+        validation_file=job.validation_file,
+        hyperparameters=job.hyperparameters,
+        webhook_url=job.webhook_url,
+        metadata=job.user_metadata,
+        attempt=job.attempt,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        progress=ProgressView(step=job.step, total_steps=job.total_steps, epoch=job.epoch, percent=percent),
+        latest_metrics=metric_view(latest) if latest else None,
+        trained_tokens=job.trained_tokens,
+        cost=CostView(gpu_seconds=job.gpu_seconds, cost_usd=job.cost_usd),
+        environment=EnvironmentView.model_validate(job, from_attributes=True) if job.device else None,
+        error=ErrorView(code=job.error_code, message=job.error_message or "") if job.error_code else None,
+        adapter_dir=str((data_root / job.adapter_path).resolve()) if job.adapter_path else None,
+    )
+
+
+def file_view(record: File) -> FileView:
+    return FileView.model_validate(record, from_attributes=True)
+
+
+def event_view(event: JobEvent) -> EventView:
+    return EventView.model_validate(event, from_attributes=True)

@@ -1,0 +1,129 @@
+"""Submitting, reading and listing jobs over real HTTP (no worker runs here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from core.settings import Settings
+from tests.conftest import count_rows, queue_length
+
+
+def _submit(client: httpx.Client, tiny_model: Path, training_file: str, **extra: Any) -> httpx.Response:
+    return client.post("/finetune", json={"base_model": str(tiny_model), "training_file": training_file, **extra})
+
+
+def test_submit_answers_202_with_location_and_enqueues(
+    client: httpx.Client,
+    settings: Settings,
+    redis_client: redis.Redis,
+    tiny_model: Path,
+    uploaded_file: dict[str, Any],
+) -> None:
+    response = _submit(client, tiny_model, str(uploaded_file["id"]), metadata={"team": "search"})
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert job["id"].startswith("ftjob-")
+    assert job["status"] == "queued"
+    assert response.headers["location"] == f"/finetune/{job['id']}"
+    assert job["hyperparameters"]["lora_r"] == 16  # defaults are filled in and stored
+    assert job["metadata"] == {"team": "search"}
+    assert queue_length(redis_client, settings) == 1
+    fetched = client.get(response.headers["location"]).json()
+    assert fetched["id"] == job["id"] and fetched["status"] == "queued"
+    assert fetched["progress"]["step"] == 0 and fetched["error"] is None
+
+
+def test_training_file_may_be_a_path_under_the_data_root(
+    client: httpx.Client, settings: Settings, tiny_model: Path, sample_dataset: Path
+) -> None:
+    target = settings.data_root / "datasets" / "capitals.jsonl"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(sample_dataset.read_bytes())
+    response = _submit(client, tiny_model, "datasets/capitals.jsonl")
+    assert response.status_code == 202, response.text
+
+
+def test_list_is_newest_first_with_cursor_pagination(
+    client: httpx.Client, tiny_model: Path, uploaded_file: dict[str, Any]
+) -> None:
+    ids = [_submit(client, tiny_model, str(uploaded_file["id"])).json()["id"] for _ in range(5)]
+    first = client.get("/finetune", params={"limit": 2}).json()
+    assert [j["id"] for j in first["data"]] == ids[::-1][:2]
+    assert first["has_more"] is True
+    second = client.get("/finetune", params={"limit": 2, "after": first["next_cursor"]}).json()
+    third = client.get("/finetune", params={"limit": 2, "after": second["next_cursor"]}).json()
+    assert [j["id"] for j in second["data"] + third["data"]] == ids[::-1][2:]
+    assert third["has_more"] is False and third["next_cursor"] is None
+
+
+def test_unknown_job_is_404(client: httpx.Client) -> None:
+    for path in ("/finetune/ftjob-nope", "/finetune/ftjob-nope/metrics", "/finetune/ftjob-nope/events"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert response.json()["error"]["code"] == "job_not_found"
+
+
+BAD_BODIES: list[tuple[str, dict[str, Any], str]] = [
+    ("missing base_model", {"base_model": None}, "base_model"),
+    ("missing training_file", {"training_file": None}, "training_file"),
+    ("unknown field", {"learning_rate": 0.1}, "learning_rate"),
+    ("unknown hyperparameter", {"hyperparameters": {"n_epoch": 3}}, "n_epoch"),
+    ("wrong type", {"hyperparameters": {"n_epochs": "three"}}, "n_epochs"),
+    ("epochs out of range", {"hyperparameters": {"n_epochs": 0}}, "n_epochs"),
+    ("negative learning rate", {"hyperparameters": {"learning_rate": -1}}, "learning_rate"),
+    ("dropout of 1", {"hyperparameters": {"lora_dropout": 1.0}}, "lora_dropout"),
+    ("rank too large", {"hyperparameters": {"lora_r": 100000}}, "lora_r"),
+    ("bad quantization", {"hyperparameters": {"quantization": "int3"}}, "quantization"),
+    ("bad webhook url", {"webhook_url": "not a url"}, "webhook_url"),
+    ("unknown file id", {"training_file": "file-doesnotexist"}, "training_file"),
+    ("path outside the data root", {"training_file": "../../etc/passwd"}, "outside the data root"),
+    ("absolute path outside the data root", {"training_file": "/etc/passwd"}, "outside the data root"),
+    ("missing path", {"training_file": "nope/missing.jsonl"}, "does not exist"),
+    ("unknown validation file", {"validation_file": "file-nope"}, "validation_file"),
+    ("bad base model id", {"base_model": "not a model id!"}, "base_model"),
+    ("base model dir without config", {"base_model": "/tmp"}, "config.json"),
+]
+
+
+@pytest.mark.parametrize(("case", "patch", "expected"), BAD_BODIES, ids=[case for case, _, _ in BAD_BODIES])
+def test_bad_request_is_4xx_with_message_and_changes_nothing(
+    client: httpx.Client,
+    settings: Settings,
+    redis_client: redis.Redis,
+    tiny_model: Path,
+    uploaded_file: dict[str, Any],
+    case: str,
+    patch: dict[str, Any],
+    expected: str,
+) -> None:
+    body: dict[str, Any] = {"base_model": str(tiny_model), "training_file": uploaded_file["id"], **patch}
+    body = {key: value for key, value in body.items() if value is not None}
+    response = client.post("/finetune", json=body)
+    assert 400 <= response.status_code < 500, response.text
+    error = response.json()["error"]
+    assert expected in error["message"] or expected == error["param"], error
+    assert count_rows(settings.resolved_database_url, "jobs") == 0
+    assert queue_length(redis_client, settings) == 0
+
+
+def test_malformed_dataset_path_is_refused_with_the_line(
+    client: httpx.Client, settings: Settings, redis_client: redis.Redis, tiny_model: Path
+) -> None:
+    bad = settings.data_root / "bad.jsonl"
+    bad.write_text('{"messages": []}\n' * 12)
+    response = _submit(client, tiny_model, "bad.jsonl")
+    assert response.status_code == 422
+    assert "line 1" in response.json()["error"]["message"]
+    assert count_rows(settings.resolved_database_url, "jobs") == 0
+    assert queue_length(redis_client, settings) == 0
+
+
+def test_body_that_is_not_json_is_422(client: httpx.Client) -> None:
+    response = client.post("/finetune", content=b"{nope", headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert "error" in response.json()

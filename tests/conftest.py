@@ -1,0 +1,178 @@
+"""Shared fixtures: real PostgreSQL and Redis, a tiny model, the sample dataset.
+
+The suite fails (never skips) when PostgreSQL or Redis cannot be reached: a
+green run must mean the real parts were exercised. Point it elsewhere with
+TUNEQ_TEST_DATABASE_URL / TUNEQ_TEST_REDIS_URL.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import redis
+from sqlalchemy import text
+
+from core.db import engine_for
+from core.migrate import upgrade_database
+from core.settings import Settings, get_settings
+
+PG_BASE_URL = os.environ.get("TUNEQ_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("TUNEQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# Every test run gets its own schema, so parallel runs and other users of the database do not collide.
+SCHEMA = f"tuneq_test_{os.getpid()}"
+PG_URL = f"{PG_BASE_URL}{'&' if '?' in PG_BASE_URL else '?'}options=-csearch_path%3D{SCHEMA}"
+TABLES = ("job_metrics", "job_events", "jobs", "files")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    plain = PG_BASE_URL.replace("postgresql+psycopg://", "postgresql://")
+    try:
+        with psycopg.connect(plain, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+            conn.execute(f"CREATE SCHEMA {SCHEMA}")
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {PG_BASE_URL}: {exc}", pytrace=False)
+    upgrade_database(PG_URL)
+    yield PG_URL
+    engine_for(PG_URL).dispose()
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5).ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis is not reachable at {REDIS_URL}: {exc}", pytrace=False)
+    return REDIS_URL
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def clean_db(database_url: str) -> str:
+    with engine_for(database_url).begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
+    return database_url
+
+
+@pytest.fixture
+def settings(clean_db: str, redis_client: redis.Redis, redis_url: str, tmp_path: Path) -> Iterator[Settings]:
+    """Settings for one test: real services, a fresh data root and a queue of its own."""
+    values = {
+        "TUNEQ_DATABASE_URL": clean_db,
+        "TUNEQ_REDIS_URL": redis_url,
+        "TUNEQ_DATA_ROOT": str(tmp_path / "data"),
+        "TUNEQ_QUEUE_NAME": f"test-{uuid.uuid4().hex[:8]}",
+        "TUNEQ_WEBHOOK_ATTEMPTS": "2",
+    }
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    get_settings.cache_clear()
+    (tmp_path / "data").mkdir()
+    yield get_settings()
+    for key, old in saved.items():
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from trainer.tiny_model import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny-qwen3")
+
+
+@pytest.fixture(scope="session")
+def sample_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from trainer.sample_data import write_sample_dataset
+
+    return write_sample_dataset(tmp_path_factory.mktemp("datasets") / "capitals.jsonl")
+
+
+# Small enough to train in a few seconds on 2 CPU cores, large enough for the loss to fall clearly.
+FAST_HYPERPARAMETERS = {
+    "n_epochs": 4,
+    "learning_rate": 3e-3,
+    "batch_size": 4,
+    "max_seq_length": 128,
+}
+
+
+@pytest.fixture
+def api_url(settings: Settings) -> Iterator[str]:
+    """The real app served by uvicorn on a free loopback port, in a thread of this process."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from api.main import create_app
+    from tuneq.processes import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "API did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def client(api_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api_url, timeout=30) as http:
+        yield http
+
+
+@pytest.fixture
+def uploaded_file(client: httpx.Client, sample_dataset: Path) -> dict[str, object]:
+    with sample_dataset.open("rb") as handle:
+        response = client.post("/files", files={"file": ("capitals.jsonl", handle)})
+    assert response.status_code == 201, response.text
+    body: dict[str, object] = response.json()
+    return body
+
+
+def queue_length(client: redis.Redis, settings: Settings) -> int:
+    from core.queue import job_queue
+
+    return job_queue(client, settings).count
+
+
+def count_rows(database_url: str, table: str) -> int:
+    with engine_for(database_url).connect() as conn:
+        return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())

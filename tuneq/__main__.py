@@ -1,0 +1,3 @@
+from tuneq.cli import main
+
+main()

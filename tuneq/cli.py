@@ -1,0 +1,83 @@
+"""The ``tuneq`` command. Imports are inside the commands so ``tuneq worker``
+can pin its GPU before anything imports torch."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="tuneq: a queue-backed LoRA/QLoRA fine-tuning service.", no_args_is_help=True)
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="interface to bind (default: settings)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default: settings)")] = None,
+) -> None:
+    """Serve the HTTP API."""
+    import uvicorn
+
+    from api.main import create_app
+    from tuneq.runtime import resolved_settings
+
+    with resolved_settings() as settings:
+        uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port)
+
+
+@app.command()
+def worker(
+    gpu: Annotated[int | None, typer.Option(help="GPU index to pin to; omit for a CPU-only worker")] = None,
+    burst: Annotated[bool, typer.Option(help="exit when the queue is empty")] = False,
+) -> None:
+    """Run one worker pinned to one GPU (an RQ worker underneath)."""
+    from worker.process import pin_device, run_worker
+
+    pin_device(gpu)  # before resolved_settings: nothing below may initialise CUDA first
+    from tuneq.runtime import resolved_settings
+
+    with resolved_settings() as settings:
+        run_worker(settings, gpu, burst=burst)
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema to the newest version."""
+    from core.migrate import upgrade_database
+    from core.settings import get_settings
+
+    upgrade_database(get_settings().resolved_database_url)
+
+
+@app.command("make-tiny-model")
+def make_tiny_model(directory: Path) -> None:
+    """Build a tiny random-init Qwen3 model with a locally trained tokenizer (no downloads)."""
+    from trainer.tiny_model import make_tiny_model as build
+
+    typer.echo(build(directory))
+
+
+@app.command("make-sample-data")
+def make_sample_data(path: Path) -> None:
+    """Write the sample chat dataset (country -> capital) as JSONL."""
+    from trainer.sample_data import write_sample_dataset
+
+    typer.echo(write_sample_dataset(path))
+
+
+@app.command()
+def demo(
+    data_root: Annotated[Path, typer.Option(help="scratch directory, wiped first")] = Path(".tuneq-demo"),
+) -> None:
+    """Fine-tune a tiny local model end to end through the API, the queue and a worker."""
+    from tuneq.demo import run_demo
+
+    raise typer.Exit(run_demo(data_root))
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll drowns the progress
+    app()

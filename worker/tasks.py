@@ -1,0 +1,12 @@
+"""RQ entry points. Enqueued by dotted path, so importing this stays cheap."""
+
+from __future__ import annotations
+
+from core.settings import get_settings
+
+
+def run_job(job_id: str) -> str:
+    """Run one fine-tune job by id; returns the status it ended in (or ``skipped``)."""
+    from worker.runner import JobRunner  # torch is imported here, in the job process only
+
+    return JobRunner(get_settings()).run(job_id)
