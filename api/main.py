@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,6 +12,7 @@ from api.errors import install_error_handlers
 from api.routes import files, finetune, health
 from core.migrate import upgrade_database
 from core.queue import connect_redis, job_queue
+from core.recovery import recovery_loop
 from core.settings import Settings, get_settings
 
 
@@ -25,7 +27,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.redis = redis
         app.state.queue = job_queue(redis, settings)
+        stop = threading.Event()
+        if settings.run_maintenance_in_api:
+            threading.Thread(
+                target=recovery_loop, args=(settings, app.state.queue, stop), name="recovery", daemon=True
+            ).start()
         yield
+        stop.set()
         redis.close()
 
     app = FastAPI(title="tuneq", version="0.1.0", lifespan=lifespan)

@@ -28,7 +28,8 @@ class FineTuneRequest(BaseModel):
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     webhook_url: AnyHttpUrl | None = None
     metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=16)] | None = None
-    priority: Annotated[int, Field(ge=-100, le=100, description="higher runs sooner")] = 0
+    priority: Annotated[int, Field(ge=-100, le=100, description="higher runs sooner, within fair sharing")] = 0
+    max_run_seconds: Annotated[int, Field(ge=1, le=30 * 24 * 3600, description="training time limit")] | None = None
 
 
 class JobList(BaseModel):

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def utcnow() -> datetime:
@@ -68,3 +74,29 @@ def transaction(url: str) -> Iterator[Session]:
     """A session whose work is committed on success and rolled back on error."""
     with session_factory(url).begin() as session:
         yield session
+
+
+def run_with_retry(
+    url: str,
+    work: Callable[[Session], T],
+    deadline_seconds: float,
+    first_delay: float = 0.2,
+    max_delay: float = 5.0,
+) -> T:
+    """Run ``work`` in a transaction, retrying with backoff while the database is unreachable.
+
+    Only connection-level failures are retried; a constraint violation or a
+    domain error is raised at once.
+    """
+    deadline = time.monotonic() + deadline_seconds
+    delay = first_delay
+    while True:
+        try:
+            with transaction(url) as session:
+                return work(session)
+        except (OperationalError, InterfaceError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("database unavailable (%s); retrying in %.1fs", type(exc).__name__, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, max_delay)

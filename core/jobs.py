@@ -32,6 +32,7 @@ class NewJob:
     webhook_url: str | None = None
     metadata: dict[str, Any] | None = None
     priority: int = 0
+    max_run_seconds: int | None = None
     tenant: str = DEFAULT_TENANT
 
 
@@ -70,6 +71,8 @@ def create_job(session: Session, settings: Settings, new: NewJob) -> Job:
         webhook_url=new.webhook_url,
         user_metadata=new.metadata,
         priority=new.priority,
+        max_attempts=settings.max_attempts,
+        max_run_seconds=new.max_run_seconds or settings.max_run_seconds,
         attempt=0,
         step=0,
         trained_tokens=0,
@@ -82,6 +85,32 @@ def create_job(session: Session, settings: Settings, new: NewJob) -> Job:
     session.flush()
     add_event(session, job.id, "job created", data={"hyperparameters": new.hyperparameters})
     return job
+
+
+def request_cancel(session: Session, job_id: str, tenant: str = DEFAULT_TENANT) -> Job:
+    """Cancel a queued job now; ask a running one to stop at its next step."""
+    job = get_job(session, job_id, tenant)
+    if job.status == JobStatus.QUEUED:
+        try:
+            return transition(session, job_id, JobStatus.CANCELLED, "cancelled while queued", finished_at=utcnow())
+        except IllegalTransition:
+            session.refresh(job)  # claimed in the meantime: cancel it as a running job
+    if job.status == JobStatus.RUNNING:
+        if job.cancel_requested_at is None:
+            job.cancel_requested_at = utcnow()
+            add_event(session, job_id, "cancel requested; stopping at the next training step")
+        return job
+    raise IllegalTransition(f"job {job_id} already {job.status}; only queued or running jobs can be cancelled")
+
+
+def heartbeat(session: Session, job_id: str) -> tuple[str, bool]:
+    """Record a sign of life of a running job; returns (status, cancel requested)."""
+    session.execute(
+        update(Job).where(Job.id == job_id).values(heartbeat_at=utcnow()).execution_options(synchronize_session=False)
+    )
+    job = session.get(Job, job_id, populate_existing=True)
+    assert job is not None
+    return job.status, job.cancel_requested_at is not None
 
 
 def get_job(session: Session, job_id: str, tenant: str = DEFAULT_TENANT) -> Job:
@@ -105,15 +134,22 @@ def list_jobs(session: Session, limit: int, after: str | None = None, tenant: st
     return Page(items=rows[:limit], has_more=len(rows) > limit)
 
 
-def transition(session: Session, job_id: str, target: JobStatus, message: str, **values: Any) -> Job:
+def transition(
+    session: Session, job_id: str, target: JobStatus, message: str, owner: str | None = None, **values: Any
+) -> Job:
     """Move a job to ``target`` if the state machine allows it from its current state.
 
     Compare-and-set: the UPDATE only matches a row still in an allowed source
     state, so a concurrent change makes this one fail instead of overwriting it.
+    With ``owner``, it also only matches while that worker holds the job (a
+    worker presumed lost must not overwrite the run that replaced it).
     """
+    conditions = [Job.id == job_id, Job.status.in_([s.value for s in sources_of(target)])]
+    if owner is not None:
+        conditions.append(Job.worker_id == owner)
     statement = (
         update(Job)
-        .where(Job.id == job_id, Job.status.in_([s.value for s in sources_of(target)]))
+        .where(*conditions)
         .values(status=target.value, updated_at=utcnow(), **values)
         .returning(Job)
         .execution_options(synchronize_session=False)
@@ -123,6 +159,8 @@ def transition(session: Session, job_id: str, target: JobStatus, message: str, *
         current = session.get(Job, job_id)
         if current is None:
             raise JobNotFound(f"no fine-tune job with id {job_id!r}", param="id")
+        if owner is not None and current.worker_id != owner:
+            raise IllegalTransition(f"job {job_id} is no longer held by worker {owner}")
         raise IllegalTransition(f"job {job_id} is {current.status}; it cannot become {target.value}")
     session.refresh(job)
     add_event(session, job_id, message, data={"status": target.value})
@@ -140,15 +178,17 @@ def claim_job(session: Session, job_id: str, worker_id: str) -> Job | None:
             worker_id=worker_id,
             attempt=Job.attempt + 1,
             started_at=utcnow(),
+            heartbeat_at=utcnow(),
+            cancel_requested_at=None,
         )
     except IllegalTransition:
         return None
 
 
 def record_progress(session: Session, job_id: str, total_steps: int | None, **metric: Any) -> None:
-    """Store one logging step and keep the job's progress columns current."""
+    """Store one logging step and keep the job's progress columns current (a step is also a heartbeat)."""
     session.add(JobMetric(job_id=job_id, created_at=utcnow(), **metric))
-    progress: dict[str, Any] = {"step": metric["step"], "epoch": metric.get("epoch"), "updated_at": utcnow()}
+    progress: dict[str, Any] = {"step": metric["step"], "epoch": metric.get("epoch"), "heartbeat_at": utcnow()}
     if total_steps is not None:
         progress["total_steps"] = total_steps
     if metric.get("trained_tokens") is not None:

@@ -43,6 +43,7 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_tenant_created", "tenant", "created_at", "id"),
         Index("ix_jobs_status", "status"),
+        Index("ix_jobs_queue_order", "status", "priority", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -76,6 +77,10 @@ class Job(Base):
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     adapter_path: Mapped[str | None] = mapped_column(Text, doc="relative to the data root")
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, doc="last sign of life of its run")
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    max_run_seconds: Mapped[int | None] = mapped_column(Integer, doc="per-attempt limit on training time")
 
 
 class JobMetric(Base):
@@ -111,3 +116,20 @@ class JobEvent(Base):
     type: Mapped[str] = mapped_column(String(32), default="message")
     message: Mapped[str] = mapped_column(Text)
     data: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
+class Worker(Base):
+    """A registered worker process (one per GPU); several hosts may share the table."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    gpu_index: Mapped[int | None] = mapped_column(Integer)
+    gpu_name: Mapped[str | None] = mapped_column(String(128))
+    gpu_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), default="idle")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    current_job_id: Mapped[str | None] = mapped_column(String(64))

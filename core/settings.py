@@ -41,6 +41,18 @@ class Settings(BaseSettings):
     webhook_attempts: int = Field(default=3, ge=1)
     trust_remote_code: bool = Field(default=False, description="let model repos run their own Python code")
     max_upload_bytes: int = Field(default=1 << 30, ge=1)
+    heartbeat_interval_seconds: float = Field(default=5.0, gt=0, description="how often a running job beats")
+    heartbeat_stale_seconds: float = Field(default=60.0, gt=0, description="silence after which a worker is lost")
+    max_attempts: int = Field(default=3, ge=1, description="runs of a job before a lost worker fails it")
+    max_run_seconds: int | None = Field(default=None, ge=1, description="default per-job training time limit")
+    maintenance_interval_seconds: float = Field(default=10.0, gt=0, description="reaper/reconciler period")
+    reconcile_after_seconds: float = Field(
+        default=30.0, ge=0, description="queued this long with no message: re-enqueue"
+    )
+    run_maintenance_in_api: bool = Field(default=True, description="run the reaper/reconciler inside the API")
+    cancel_grace_seconds: float = Field(default=60.0, gt=0, description="after this, a cancel kills the job process")
+    graceful_stop_seconds: float = Field(default=120.0, gt=0, description="SIGTERM: time to checkpoint before a kill")
+    database_retry_seconds: float = Field(default=300.0, ge=0, description="how long workers retry database writes")
     worker_id: str | None = Field(default=None, description="set by `tuneq worker` for its job processes")
     auto_migrate: bool = Field(default=True, description="run Alembic migrations when the API starts")
     api_host: str = "127.0.0.1"

@@ -59,6 +59,10 @@ class JobView(BaseModel):
     webhook_url: str | None
     metadata: dict[str, Any] | None
     attempt: int
+    max_attempts: int
+    priority: int
+    worker_id: str | None
+    cancel_requested_at: datetime | None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -108,6 +112,10 @@ def job_view(job: Job, latest: JobMetric | None, data_root: Path) -> JobView:
         webhook_url=job.webhook_url,
         metadata=job.user_metadata,
         attempt=job.attempt,
+        max_attempts=job.max_attempts,
+        priority=job.priority,
+        worker_id=job.worker_id,
+        cancel_requested_at=job.cancel_requested_at,
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,

@@ -43,6 +43,32 @@ def worker(
 
 
 @app.command()
+def workers(
+    gpus: Annotated[str | None, typer.Option(help="comma-separated GPU indices (default: every visible GPU)")] = None,
+) -> None:
+    """Run one pinned worker per GPU and restart any that dies."""
+    from tuneq.runtime import resolved_settings
+    from worker.fleet import run_fleet
+
+    chosen = [int(part) for part in gpus.split(",")] if gpus else None
+    with resolved_settings():
+        run_fleet(chosen)
+
+
+@app.command()
+def maintenance() -> None:
+    """Run the reaper and queue reconciler in the foreground (the API also runs them by default)."""
+    import threading
+
+    from core.queue import connect_redis, job_queue
+    from core.recovery import recovery_loop
+    from tuneq.runtime import resolved_settings
+
+    with resolved_settings() as settings:
+        recovery_loop(settings, job_queue(connect_redis(settings), settings), threading.Event())
+
+
+@app.command()
 def migrate() -> None:
     """Bring the database schema to the newest version."""
     from core.migrate import upgrade_database

@@ -3,54 +3,138 @@
 from __future__ import annotations
 
 import logging
-import socket
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 from pydantic import TypeAdapter
+from sqlalchemy.orm import Session
 
-from core import jobs
+from core import jobs, workers
 from core.cost import cost_usd
-from core.db import transaction, utcnow
+from core.db import run_with_retry, utcnow
+from core.errors import IllegalTransition
 from core.models import Job
+from core.queue import connect_redis, enqueue_job, job_queue
+from core.scheduling import claim_next_job
 from core.settings import Settings
 from core.states import JobStatus
 from core.views import job_view
 from core.webhooks import deliver, job_event
 from trainer.config import Hyperparameters, RunSpec
-from trainer.errors import TrainerError
+from trainer.errors import TrainerError, TrainingStopped
 from trainer.model_loading import pick_device
-from trainer.results import TrainResult
 from trainer.train import train
 from worker.reporting import DatabaseProgressWriter
+from worker.stopping import Heartbeat, StopFlag, StopReason, stop_on_sigterm
 
 log = logging.getLogger(__name__)
+
+
+def is_retriable(exc: BaseException) -> bool:
+    """Failures of the machine, not of the job: worth another attempt elsewhere."""
+    if isinstance(exc, TrainerError):
+        return exc.retriable
+    text = str(exc)
+    return "CUDA error" in text or "NCCL" in text or "ECC" in text
 
 
 class JobRunner:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.database_url = settings.resolved_database_url
-        self.worker_id = settings.worker_id or f"{socket.gethostname()}.{id(self)}"
+        self.worker_id = settings.worker_id or "worker-unregistered"
 
-    def run(self, job_id: str) -> str:
-        with transaction(self.database_url) as session:
-            job = jobs.claim_job(session, job_id, self.worker_id)
+    def _db(self, work: Any) -> Any:
+        """A database write that survives a short outage."""
+        return run_with_retry(self.database_url, work, deadline_seconds=self.settings.database_retry_seconds)
+
+    def run(self, hint_job_id: str) -> str:
+        """Take the best queued job (usually, but not always, ``hint_job_id``) and run it."""
+        job: Job | None = self._db(lambda s: claim_next_job(s, self.worker_id))
         if job is None:
-            # Duplicate message, or someone else has it, or it already ended: the row decides.
-            log.info("job %s is not claimable; skipping the message", job_id)
+            log.info("nothing to claim for message %s; dropping it", hint_job_id)
             return "skipped"
-        started = time.monotonic()
+        self._db(lambda s: workers.beat(s, self.worker_id, status="busy", current_job_id=job.id))
         try:
-            result = train(self._spec(job), on_progress=DatabaseProgressWriter(self.database_url, job_id))
-        except TrainerError as exc:
-            return self._finish_failed(job_id, started, exc.code, str(exc))
-        except Exception as exc:  # a bug or an unexpected library error: record it, keep the worker alive
-            log.exception("job %s crashed", job_id)
-            message = f"{type(exc).__name__}: {exc}"
-            return self._finish_failed(job_id, started, "internal_error", message, traceback.format_exc())
-        return self._finish_succeeded(job_id, started, result)
+            return self._execute(job)
+        finally:
+            self._db(lambda s: workers.beat(s, self.worker_id, status="idle"))
+
+    def _execute(self, job: Job) -> str:
+        flag = StopFlag()
+        stop_on_sigterm(flag)
+        started = time.monotonic()
+        heartbeat = Heartbeat(
+            self.settings,
+            job.id,
+            flag,
+            job.max_run_seconds,
+            on_forced_stop=lambda r: self._forced_stop(job, started, r),
+        )
+        heartbeat.start()
+        writer = DatabaseProgressWriter(self.database_url, job.id)
+        try:
+            result = train(self._spec(job), on_progress=writer, should_stop=flag.is_set)
+        except TrainingStopped as exc:
+            return self._stopped(job, started, flag.reason, exc, writer)
+        except Exception as exc:  # record it and keep the worker alive
+            writer.flush(self.settings.database_retry_seconds)
+            code = exc.code if isinstance(exc, TrainerError) else "internal_error"
+            message = str(exc) if isinstance(exc, TrainerError) else f"{type(exc).__name__}: {exc}"
+            if not isinstance(exc, TrainerError):
+                log.exception("job %s crashed", job.id)
+            if is_retriable(exc) and job.attempt < job.max_attempts:
+                return self._requeue(job, started, f"retriable failure ({code}): {message}")
+            return self._finish(
+                job,
+                started,
+                JobStatus.FAILED,
+                f"failed: {message}",
+                traceback.format_exc(),
+                error_code=code,
+                error_message=message,
+            )
+        finally:
+            heartbeat.stop()
+        writer.flush(self.settings.database_retry_seconds)
+        env = result.environment
+        return self._finish(
+            job,
+            started,
+            JobStatus.SUCCEEDED,
+            f"succeeded after {result.steps} steps; final loss {result.final_loss}",
+            adapter_path=str(result.adapter_dir.relative_to(self.settings.data_root)),
+            trained_tokens=result.trained_tokens,
+            dtype=env.dtype,
+            quantization=env.quantization,
+            device=env.device,
+            device_name=env.device_name,
+        )
+
+    def _stopped(
+        self, job: Job, started: float, reason: StopReason | None, exc: TrainingStopped, writer: DatabaseProgressWriter
+    ) -> str:
+        writer.flush(self.settings.database_retry_seconds)
+        if reason is StopReason.LOST:
+            log.warning("job %s was taken from this worker; leaving it alone", job.id)
+            return "lost"
+        if reason is StopReason.SHUTDOWN:
+            return self._requeue(job, started, "worker shutting down; checkpoint saved, requeued", graceful=True)
+        if reason is StopReason.TIMEOUT:
+            message = f"exceeded its time limit of {job.max_run_seconds}s; checkpoint kept"
+            return self._finish(
+                job, started, JobStatus.FAILED, f"failed: {message}", error_code="timeout", error_message=message
+            )
+        return self._finish(job, started, JobStatus.CANCELLED, "cancelled; stopped at a step boundary")
+
+    def _forced_stop(self, job: Job, started: float, reason: StopReason) -> None:
+        """Last words before the heartbeat thread ends a job process that will not stop."""
+        if reason is StopReason.CANCEL:
+            self._finish(job, started, JobStatus.CANCELLED, "cancelled; the job did not stop in time and was killed")
+        elif reason is StopReason.SHUTDOWN:
+            self._requeue(job, started, "worker shutting down; the job did not stop in time and was killed")
 
     def _spec(self, job: Job) -> RunSpec:
         root = self.settings.data_root
@@ -63,63 +147,80 @@ class JobRunner:
             trust_remote_code=self.settings.trust_remote_code,
         )
 
-    def _cost_fields(self, started: float, device: str, device_name: str) -> dict[str, object]:
+    def _usage(self, started: float, device: str | None = None, device_name: str | None = None) -> dict[str, Any]:
+        """Cost of this attempt, added to what earlier attempts cost."""
+        if device is None or device_name is None:
+            device, device_name = pick_device()
         seconds = time.monotonic() - started
         return {
-            "gpu_seconds": seconds,
-            "cost_usd": cost_usd(self.settings, device, device_name, seconds),
-            "finished_at": utcnow(),
+            "gpu_seconds": Job.gpu_seconds + seconds,
+            "cost_usd": Job.cost_usd + cost_usd(self.settings, device, device_name, seconds),
             "device": device,
             "device_name": device_name,
         }
 
-    def _finish_succeeded(self, job_id: str, started: float, result: TrainResult) -> str:
-        env = result.environment
-        with transaction(self.database_url) as session:
-            job = jobs.transition(
+    def _requeue(self, job: Job, started: float, message: str, graceful: bool = False) -> str:
+        def requeue(session: Session) -> Job:
+            # A graceful stop is not the job's fault: it does not use up an attempt.
+            attempt = {"attempt": Job.attempt - 1} if graceful else {}
+            return jobs.transition(
                 session,
-                job_id,
-                JobStatus.SUCCEEDED,
-                f"succeeded after {result.steps} steps; final loss {result.final_loss}",
-                adapter_path=str(result.adapter_dir.relative_to(self.settings.data_root)),
-                trained_tokens=result.trained_tokens,
-                dtype=env.dtype,
-                quantization=env.quantization,
-                **self._cost_fields(started, env.device, env.device_name),
+                job.id,
+                JobStatus.QUEUED,
+                message,
+                owner=self.worker_id,
+                worker_id=None,
+                heartbeat_at=None,
+                **attempt,
+                **self._usage(started),
             )
-        self._notify(job)
-        return JobStatus.SUCCEEDED.value
 
-    def _finish_failed(self, job_id: str, started: float, code: str, message: str, details: str | None = None) -> str:
-        device, device_name = pick_device()
-        with transaction(self.database_url) as session:
-            job = jobs.transition(
-                session,
-                job_id,
-                JobStatus.FAILED,
-                f"failed: {message}",
-                error_code=code,
-                error_message=message,
-                **self._cost_fields(started, device, device_name),
+        try:
+            self._db(requeue)
+        except IllegalTransition as exc:
+            log.warning("could not requeue %s: %s", job.id, exc)
+            return "lost"
+        # If Redis is down now, the reconciler enqueues it later: the row says queued.
+        try:
+            enqueue_job(job_queue(connect_redis(self.settings), self.settings), job.id, self.settings)
+        except Exception:
+            log.exception("could not enqueue %s after requeue; the reconciler will", job.id)
+        return JobStatus.QUEUED.value
+
+    def _finish(
+        self, job: Job, started: float, status: JobStatus, message: str, details: str | None = None, **values: Any
+    ) -> str:
+        usage = self._usage(started, values.pop("device", None), values.pop("device_name", None))
+
+        def finish(session: Session) -> Job:
+            done = jobs.transition(
+                session, job.id, status, message, owner=self.worker_id, finished_at=utcnow(), **usage, **values
             )
-            if details:
-                jobs.add_event(session, job_id, "traceback", level="error", data={"traceback": details})
-        self._notify(job)
-        return JobStatus.FAILED.value
+            if details and status is JobStatus.FAILED:
+                jobs.add_event(session, job.id, "traceback", level="error", data={"traceback": details})
+            return done
+
+        try:
+            finished: Job = self._db(finish)
+        except IllegalTransition as exc:
+            log.warning("could not finish %s: %s", job.id, exc)
+            return "lost"
+        self._notify(finished)
+        return status.value
 
     def _notify(self, job: Job) -> None:
         if not job.webhook_url:
             return
-        with transaction(self.database_url) as session:
-            view = job_view(job, jobs.latest_metrics(session, job.id), Path(self.settings.data_root))
+        view = self._db(lambda s: job_view(job, jobs.latest_metrics(s, job.id), Path(self.settings.data_root)))
         outcome = deliver(
             job.webhook_url, job_event(view), self.settings.webhook_attempts, self.settings.webhook_timeout_seconds
         )
-        with transaction(self.database_url) as session:
-            jobs.add_event(
-                session,
+        self._db(
+            lambda s: jobs.add_event(
+                s,
                 job.id,
                 "webhook delivered" if outcome.delivered else f"webhook failed: {outcome.error}",
                 level="info" if outcome.delivered else "warning",
                 data={"attempts": outcome.attempts, "status_code": outcome.status_code},
             )
+        )

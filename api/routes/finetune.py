@@ -12,7 +12,8 @@ from api.deps import QueueDep, SessionDep, SettingsDep
 from api.schemas import EventList, FineTuneRequest, JobList, MetricList
 from core import jobs
 from core.models import Job
-from core.queue import enqueue_job
+from core.queue import enqueue_job, remove_message
+from core.states import JobStatus
 from core.views import JobView, event_view, job_view, metric_view
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ def create_fine_tune(
         webhook_url=str(body.webhook_url) if body.webhook_url else None,
         metadata=body.metadata,
         priority=body.priority,
+        max_run_seconds=body.max_run_seconds,
     )
     with session.begin():
         job = jobs.create_job(session, settings, new)
@@ -65,6 +67,19 @@ def list_fine_tunes(
 @router.get("/{job_id}", response_model=JobView)
 def get_fine_tune(job_id: str, session: SessionDep, settings: SettingsDep) -> JobView:
     return _view(session, settings, jobs.get_job(session, job_id))
+
+
+@router.post("/{job_id}/cancel", response_model=JobView)
+def cancel_fine_tune(job_id: str, session: SessionDep, settings: SettingsDep, queue: QueueDep) -> JobView:
+    """Cancel: a queued job ends at once; a running one stops at its next training step."""
+    with session.begin():
+        job = jobs.request_cancel(session, job_id)
+    if job.status == JobStatus.CANCELLED:
+        try:
+            remove_message(queue, job_id)
+        except RedisError:
+            log.warning("could not remove %s from the queue; its message will find nothing to claim", job_id)
+    return _view(session, settings, job)
 
 
 @router.get("/{job_id}/metrics", response_model=MetricList)

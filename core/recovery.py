@@ -1,0 +1,114 @@
+"""Put lost work back: jobs whose worker went silent, and queued jobs Redis forgot.
+
+Both run on a timer (in the API process, or ``tuneq maintenance``); running
+them in several places at once is safe because every change is a
+compare-and-set transition and a duplicate queue message is dropped by the claim.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from rq import Queue
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from core import jobs
+from core.db import transaction, utcnow
+from core.errors import IllegalTransition
+from core.models import Job, Worker
+from core.queue import enqueue_job, queued_job_ids
+from core.settings import Settings
+from core.states import JobStatus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RecoveryReport:
+    requeued: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    reenqueued: list[str] = field(default_factory=list)
+
+
+def _stale_running_jobs(session: Session, settings: Settings) -> list[Job]:
+    cutoff = utcnow() - timedelta(seconds=settings.heartbeat_stale_seconds)
+    last_sign = func.coalesce(Job.heartbeat_at, Job.started_at)
+    query = select(Job).where(Job.status == JobStatus.RUNNING.value, last_sign < cutoff)
+    return list(session.scalars(query))
+
+
+def recover_lost_jobs(settings: Settings, report: RecoveryReport) -> None:
+    """Running jobs with a stale heartbeat go back to queued, or fail after max_attempts."""
+    with transaction(settings.resolved_database_url) as session:
+        stale = _stale_running_jobs(session, settings)
+    for job in stale:
+        silent = f"worker {job.worker_id} stopped beating"
+        try:
+            with transaction(settings.resolved_database_url) as session:
+                if job.attempt >= job.max_attempts:
+                    message = f"{silent}; gave up after {job.attempt} attempts"
+                    jobs.transition(
+                        session,
+                        job.id,
+                        JobStatus.FAILED,
+                        message,
+                        error_code="worker_lost",
+                        error_message=message,
+                        finished_at=utcnow(),
+                    )
+                    report.failed.append(job.id)
+                else:
+                    jobs.transition(
+                        session,
+                        job.id,
+                        JobStatus.QUEUED,
+                        f"{silent}; requeued (attempt {job.attempt} of {job.max_attempts} used)",
+                        worker_id=None,
+                        heartbeat_at=None,
+                    )
+                    report.requeued.append(job.id)
+                session.execute(
+                    update(Worker).where(Worker.id == job.worker_id).values(status="lost", current_job_id=None)
+                )
+        except IllegalTransition:
+            continue  # it finished or was taken meanwhile
+
+
+def reenqueue_forgotten_jobs(settings: Settings, queue: Queue, report: RecoveryReport) -> None:
+    """Queued jobs with no message in Redis (flushed, restarted, or never enqueued) get one."""
+    cutoff = utcnow() - timedelta(seconds=settings.reconcile_after_seconds)
+    with transaction(settings.resolved_database_url) as session:
+        waiting = list(
+            session.scalars(select(Job.id).where(Job.status == JobStatus.QUEUED.value, Job.updated_at <= cutoff))
+        )
+    if not waiting:
+        return
+    present = queued_job_ids(queue)
+    for job_id in waiting:
+        if job_id not in present:
+            enqueue_job(queue, job_id, settings)
+            report.reenqueued.append(job_id)
+
+
+def run_recovery(settings: Settings, queue: Queue) -> RecoveryReport:
+    report = RecoveryReport()
+    recover_lost_jobs(settings, report)
+    reenqueue_forgotten_jobs(settings, queue, report)
+    for job_id in report.requeued:
+        enqueue_job(queue, job_id, settings)
+    if report.requeued or report.failed or report.reenqueued:
+        log.info("recovery: %s", report)
+    return report
+
+
+def recovery_loop(settings: Settings, queue: Queue, stop: threading.Event) -> None:
+    """Run recovery every ``maintenance_interval_seconds`` until ``stop`` is set; errors never end the loop."""
+    while not stop.wait(settings.maintenance_interval_seconds):
+        try:
+            run_recovery(settings, queue)
+        except Exception:  # a database or Redis outage: try again next round
+            log.exception("recovery round failed")

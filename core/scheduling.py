@@ -1,0 +1,57 @@
+"""Which queued job a free worker takes next: fair across tenants, then by priority.
+
+The queue message only wakes a worker; the database decides what it runs.
+Policy, in order:
+1. tenants with fewer running jobs first (no tenant holds every GPU while another waits);
+2. among those, the tenant served least recently first (round robin, so a
+   burst from one tenant is interleaved with everyone else's jobs);
+3. higher ``priority`` first, then oldest first.
+A tenant's priority therefore orders its own jobs and breaks ties between
+tenants; it never lets one tenant starve another.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core import jobs
+from core.models import Job
+from core.states import JobStatus
+
+CANDIDATES = 8  # claims race; a loser tries the next candidate instead of re-querying
+
+
+def next_candidates(session: Session, limit: int = CANDIDATES) -> list[str]:
+    usage = (
+        select(
+            Job.tenant.label("tenant"),
+            func.count().filter(Job.status == JobStatus.RUNNING.value).label("running"),
+            func.max(Job.started_at).label("last_started"),
+        )
+        .group_by(Job.tenant)
+        .subquery()
+    )
+    query = (
+        select(Job.id)
+        .join(usage, usage.c.tenant == Job.tenant)
+        .where(Job.status == JobStatus.QUEUED.value)
+        .order_by(
+            usage.c.running.asc(),
+            usage.c.last_started.asc().nulls_first(),
+            Job.priority.desc(),
+            Job.created_at.asc(),
+            Job.id.asc(),
+        )
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def claim_next_job(database_session: Session, worker_id: str) -> Job | None:
+    """Claim the best queued job for ``worker_id``; None when nothing is queued."""
+    for job_id in next_candidates(database_session):
+        claimed = jobs.claim_job(database_session, job_id, worker_id)
+        if claimed is not None:
+            return claimed
+    return None
