@@ -8,9 +8,11 @@ TUNEQ_TEST_DATABASE_URL / TUNEQ_TEST_REDIS_URL.
 from __future__ import annotations
 
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -21,13 +23,16 @@ from sqlalchemy import text
 from core.db import engine_for
 from core.migrate import upgrade_database
 from core.settings import Settings, get_settings
+from tuneq.processes import Service, start_worker
+from tuneq.webhook_receiver import WebhookReceiver
 
 PG_BASE_URL = os.environ.get("TUNEQ_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TUNEQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 # Every test run gets its own schema, so parallel runs and other users of the database do not collide.
 SCHEMA = f"tuneq_test_{os.getpid()}"
 PG_URL = f"{PG_BASE_URL}{'&' if '?' in PG_BASE_URL else '?'}options=-csearch_path%3D{SCHEMA}"
-TABLES = ("job_metrics", "job_events", "jobs", "files")
+TABLES = ("job_metrics", "job_events", "jobs", "files", "workers")
+TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -91,6 +96,12 @@ def settings(clean_db: str, redis_client: redis.Redis, redis_url: str, tmp_path:
         "TUNEQ_DATA_ROOT": str(tmp_path / "data"),
         "TUNEQ_QUEUE_NAME": f"test-{uuid.uuid4().hex[:8]}",
         "TUNEQ_WEBHOOK_ATTEMPTS": "2",
+        # Recovery at test speed: lost workers are noticed in seconds, not minutes.
+        "TUNEQ_HEARTBEAT_INTERVAL_SECONDS": "0.5",
+        "TUNEQ_HEARTBEAT_STALE_SECONDS": "8",
+        "TUNEQ_MAINTENANCE_INTERVAL_SECONDS": "1",
+        "TUNEQ_RECONCILE_AFTER_SECONDS": "1",
+        "TUNEQ_DATABASE_RETRY_SECONDS": "60",
     }
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
@@ -176,3 +187,37 @@ def queue_length(client: redis.Redis, settings: Settings) -> int:
 def count_rows(database_url: str, table: str) -> int:
     with engine_for(database_url).connect() as conn:
         return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    hooks = WebhookReceiver().start()
+    yield hooks
+    hooks.stop()
+
+
+@pytest.fixture
+def worker(settings: Settings, tmp_path: Path) -> Iterator[Service]:
+    service = start_worker(tmp_path / "logs", gpu=0)
+    yield service
+    service.stop()
+
+
+def wait_for_job(
+    client: httpx.Client, job_id: str, worker: Service | None, until: Callable[[dict[str, Any]], bool], timeout: float
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = client.get(f"/finetune/{job_id}").json()
+        if until(job):
+            return job
+        if worker is not None:
+            assert worker.process.poll() is None, f"worker died:\n{worker.log_tail()}"
+        time.sleep(0.25)
+    raise AssertionError(f"{job_id} never got there in {timeout}s; last: {job}\n{worker.log_tail() if worker else ''}")
+
+
+def wait_for_terminal(
+    client: httpx.Client, job_id: str, worker: Service | None, timeout: float = 240
+) -> dict[str, Any]:
+    return wait_for_job(client, job_id, worker, lambda job: job["status"] in TERMINAL, timeout)

@@ -3,44 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from core.settings import Settings
-from tests.conftest import FAST_HYPERPARAMETERS
-from tuneq.processes import Service, start_worker
+from tests.conftest import FAST_HYPERPARAMETERS, wait_for_terminal
+from tuneq.processes import Service
 from tuneq.webhook_receiver import WebhookReceiver
-
-TERMINAL = {"succeeded", "failed", "cancelled"}
-
-
-@pytest.fixture
-def worker(settings: Settings, tmp_path: Path) -> Iterator[Service]:
-    service = start_worker(tmp_path / "logs", gpu=0)
-    yield service
-    service.stop()
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    hooks = WebhookReceiver().start()
-    yield hooks
-    hooks.stop()
-
-
-def wait_for_terminal(client: httpx.Client, job_id: str, worker: Service, timeout: float = 240) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job: dict[str, Any] = client.get(f"/finetune/{job_id}").json()
-        if job["status"] in TERMINAL:
-            return job
-        assert worker.process.poll() is None, f"worker died:\n{worker.log_tail()}"
-        time.sleep(0.25)
-    raise AssertionError(f"{job_id} not finished after {timeout}s:\n{worker.log_tail()}")
 
 
 @pytest.mark.slow

@@ -1,0 +1,155 @@
+"""Jobs are never lost: real worker processes killed, stopped, cancelled; Redis emptied."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from core.settings import Settings
+from tests.conftest import FAST_HYPERPARAMETERS, wait_for_job, wait_for_terminal
+from tuneq.processes import Service, start_worker
+
+# Long enough (hundreds of steps) to be interrupted mid-training.
+LONG = {**FAST_HYPERPARAMETERS, "n_epochs": 40}
+
+pytestmark = pytest.mark.slow
+
+
+def _submit(client: httpx.Client, tiny_model: Path, file_id: str, **extra: Any) -> str:
+    body = {"base_model": str(tiny_model), "training_file": file_id, "hyperparameters": LONG, **extra}
+    response = client.post("/finetune", json=body)
+    assert response.status_code == 202, response.text
+    return str(response.json()["id"])
+
+
+def _wait_until_training(client: httpx.Client, job_id: str, worker: Service, min_step: int = 5) -> dict[str, Any]:
+    return wait_for_job(
+        client, job_id, worker, lambda j: j["status"] == "running" and j["progress"]["step"] >= min_step, 120
+    )
+
+
+def _kill_hard(service: Service) -> None:
+    """kill -9 the worker and its job process, as when a host is lost."""
+    children = subprocess.run(["pgrep", "-P", str(service.process.pid)], capture_output=True, text=True).stdout
+    for pid in [service.process.pid, *map(int, children.split())]:
+        os.kill(pid, signal.SIGKILL)
+    service.process.wait()
+
+
+def _events(client: httpx.Client, job_id: str) -> list[str]:
+    return [e["message"] for e in client.get(f"/finetune/{job_id}/events").json()["data"]]
+
+
+def test_killed_worker_job_is_requeued_and_finished_by_another_worker(
+    client: httpx.Client, settings: Settings, tmp_path: Path, tiny_model: Path, uploaded_file: dict[str, Any]
+) -> None:
+    first = start_worker(tmp_path / "logs", name="first", gpu=0)
+    try:
+        job_id = _submit(client, tiny_model, str(uploaded_file["id"]))
+        _wait_until_training(client, job_id, first)
+        _kill_hard(first)
+    finally:
+        first.stop()
+    second = start_worker(tmp_path / "logs", name="second", gpu=0)
+    try:
+        job = wait_for_terminal(client, job_id, second)
+    finally:
+        second.stop()
+    assert job["status"] == "succeeded", job["error"]
+    assert job["attempt"] == 2
+    assert any("stopped beating; requeued" in message for message in _events(client, job_id))
+
+
+def test_sigterm_requeues_the_job_and_the_worker_exits_promptly(
+    client: httpx.Client, settings: Settings, tmp_path: Path, tiny_model: Path, uploaded_file: dict[str, Any]
+) -> None:
+    first = start_worker(tmp_path / "logs", name="first", gpu=0)
+    job_id = _submit(client, tiny_model, str(uploaded_file["id"]))
+    _wait_until_training(client, job_id, first)
+    began = time.monotonic()
+    first.process.send_signal(signal.SIGTERM)
+    first.process.wait(timeout=60)
+    assert time.monotonic() - began < 30, first.log_tail()
+    job = client.get(f"/finetune/{job_id}").json()
+    assert job["status"] == "queued", job
+    assert job["attempt"] == 0  # a graceful stop does not use up an attempt
+    assert "worker shutting down; checkpoint saved, requeued" in _events(client, job_id)
+
+    second = start_worker(tmp_path / "logs", name="second", gpu=0)
+    try:
+        assert wait_for_terminal(client, job_id, second)["status"] == "succeeded"
+    finally:
+        second.stop()
+
+
+def test_cancel_running_job_stops_training_within_seconds_and_frees_the_worker(
+    client: httpx.Client, worker: Service, tiny_model: Path, uploaded_file: dict[str, Any]
+) -> None:
+    job_id = _submit(client, tiny_model, str(uploaded_file["id"]))
+    running = _wait_until_training(client, job_id, worker)
+    asked = time.monotonic()
+    response = client.post(f"/finetune/{job_id}/cancel")
+    assert response.status_code == 200 and response.json()["cancel_requested_at"]
+    job = wait_for_terminal(client, job_id, worker, timeout=30)
+    assert job["status"] == "cancelled"
+    assert time.monotonic() - asked < 10
+    assert job["progress"]["step"] < job["progress"]["total_steps"]
+    assert job["cost"]["gpu_seconds"] > 0 and job["cost"]["cost_usd"] > 0
+    assert running["progress"]["step"] <= job["progress"]["step"]
+
+    again = client.post(f"/finetune/{job_id}/cancel")
+    assert again.status_code == 409
+    assert "already cancelled" in again.json()["error"]["message"]
+
+    short = {**FAST_HYPERPARAMETERS, "n_epochs": 1}
+    next_id = _submit(client, tiny_model, str(uploaded_file["id"]), hyperparameters=short)
+    assert wait_for_terminal(client, next_id, worker, timeout=120)["status"] == "succeeded"
+
+
+def test_cancel_queued_job_removes_it_from_the_queue(
+    client: httpx.Client, settings: Settings, redis_client: redis.Redis, tiny_model: Path, uploaded_file: dict[str, Any]
+) -> None:
+    from tests.conftest import queue_length
+
+    job_id = _submit(client, tiny_model, str(uploaded_file["id"]))
+    assert queue_length(redis_client, settings) == 1
+    job = client.post(f"/finetune/{job_id}/cancel").json()
+    assert job["status"] == "cancelled" and job["finished_at"]
+    assert queue_length(redis_client, settings) == 0
+    assert client.post("/finetune/ftjob-unknown/cancel").status_code == 404
+
+
+def test_job_over_its_time_limit_fails_with_timeout(
+    client: httpx.Client, worker: Service, tiny_model: Path, uploaded_file: dict[str, Any]
+) -> None:
+    job_id = _submit(client, tiny_model, str(uploaded_file["id"]), max_run_seconds=3)
+    job = wait_for_terminal(client, job_id, worker, timeout=120)
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "timeout"
+
+
+def test_queued_jobs_survive_redis_losing_everything(
+    client: httpx.Client,
+    settings: Settings,
+    redis_client: redis.Redis,
+    tmp_path: Path,
+    tiny_model: Path,
+    uploaded_file: dict[str, Any],
+) -> None:
+    short = {**FAST_HYPERPARAMETERS, "n_epochs": 1}
+    ids = [_submit(client, tiny_model, str(uploaded_file["id"]), hyperparameters=short) for _ in range(3)]
+    redis_client.flushdb()  # the test's Redis database: FLUSHALL's effect, without touching other users
+    worker = start_worker(tmp_path / "logs", gpu=0)
+    try:
+        finished = [wait_for_terminal(client, job_id, worker, timeout=180) for job_id in ids]
+    finally:
+        worker.stop()
+    assert [job["status"] for job in finished] == ["succeeded"] * 3
