@@ -1,0 +1,114 @@
+"""Scheduling policy and recovery rules, against the real database and Redis."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import redis
+from sqlalchemy import update
+
+from core import jobs
+from core.db import transaction, utcnow
+from core.models import Job
+from core.queue import job_queue, queued_job_ids
+from core.recovery import RecoveryReport, recover_lost_jobs, reenqueue_forgotten_jobs
+from core.scheduling import claim_next_job
+from core.settings import Settings
+from core.states import JobStatus
+
+
+def _submit(settings: Settings, tiny_model: Path, tenant: str, priority: int = 0) -> str:
+    with transaction(settings.resolved_database_url) as session:
+        new = jobs.NewJob(str(tiny_model), "train.jsonl", {}, priority=priority, tenant=tenant)
+        return jobs.create_job(session, settings, new).id
+
+
+def _finish(settings: Settings, job_id: str) -> None:
+    with transaction(settings.resolved_database_url) as session:
+        jobs.transition(session, job_id, JobStatus.SUCCEEDED, "done", finished_at=utcnow())
+
+
+def _dataset(settings: Settings, sample_dataset: Path) -> None:
+    (settings.data_root / "train.jsonl").write_bytes(sample_dataset.read_bytes())
+
+
+def test_one_tenants_burst_does_not_starve_another(settings: Settings, tiny_model: Path, sample_dataset: Path) -> None:
+    _dataset(settings, sample_dataset)
+    burst = [_submit(settings, tiny_model, "tenant-a") for _ in range(5)]
+    late = [_submit(settings, tiny_model, "tenant-b") for _ in range(2)]
+    order = []
+    for _ in range(7):  # one GPU: claim, run, finish, repeat
+        with transaction(settings.resolved_database_url) as session:
+            job = claim_next_job(session, "w1")
+        assert job is not None
+        order.append(job.tenant)
+        _finish(settings, job.id)
+    assert order[:4] == ["tenant-a", "tenant-b", "tenant-a", "tenant-b"]
+    assert set(burst + late) == set(burst) | set(late)
+
+
+def test_priority_orders_a_tenants_own_jobs(settings: Settings, tiny_model: Path, sample_dataset: Path) -> None:
+    _dataset(settings, sample_dataset)
+    low = _submit(settings, tiny_model, "t", priority=0)
+    high = _submit(settings, tiny_model, "t", priority=10)
+    with transaction(settings.resolved_database_url) as session:
+        first = claim_next_job(session, "w1")
+    assert first is not None and first.id == high
+    with transaction(settings.resolved_database_url) as session:
+        second = claim_next_job(session, "w2")
+    assert second is not None and second.id == low
+    with transaction(settings.resolved_database_url) as session:
+        assert claim_next_job(session, "w3") is None
+
+
+def _go_silent(settings: Settings, job_id: str) -> None:
+    with transaction(settings.resolved_database_url) as session:
+        session.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=utcnow() - timedelta(hours=1)))
+
+
+def test_lost_job_is_requeued_until_attempts_run_out(
+    settings: Settings, tiny_model: Path, sample_dataset: Path
+) -> None:
+    _dataset(settings, sample_dataset)
+    job_id = _submit(settings, tiny_model, "t")
+    for attempt in range(1, settings.max_attempts + 1):
+        with transaction(settings.resolved_database_url) as session:
+            claimed = claim_next_job(session, f"w{attempt}")
+        assert claimed is not None and claimed.attempt == attempt
+        _go_silent(settings, job_id)
+        report = RecoveryReport()
+        recover_lost_jobs(settings, report)
+        expected_requeue = attempt < settings.max_attempts
+        assert report.requeued == ([job_id] if expected_requeue else [])
+        assert report.failed == ([] if expected_requeue else [job_id])
+    with transaction(settings.resolved_database_url) as session:
+        job = jobs.get_job(session, job_id, tenant="t")
+        assert job.status == "failed" and job.error_code == "worker_lost"
+
+
+def test_beating_job_is_left_alone(settings: Settings, tiny_model: Path, sample_dataset: Path) -> None:
+    _dataset(settings, sample_dataset)
+    _submit(settings, tiny_model, "t")
+    with transaction(settings.resolved_database_url) as session:
+        assert claim_next_job(session, "w1") is not None
+    report = RecoveryReport()
+    recover_lost_jobs(settings, report)
+    assert report.requeued == [] and report.failed == []
+
+
+def test_reconciler_enqueues_only_queued_jobs_without_a_message(
+    settings: Settings, redis_client: redis.Redis, tiny_model: Path, sample_dataset: Path
+) -> None:
+    _dataset(settings, sample_dataset)
+    queue = job_queue(redis_client, settings)
+    ids = [_submit(settings, tiny_model, "t") for _ in range(3)]
+    with transaction(settings.resolved_database_url) as session:
+        session.execute(update(Job).values(updated_at=utcnow() - timedelta(minutes=5)))
+    report = RecoveryReport()
+    reenqueue_forgotten_jobs(settings, queue, report)
+    assert sorted(report.reenqueued) == sorted(ids)
+    second = RecoveryReport()
+    reenqueue_forgotten_jobs(settings, queue, second)
+    assert second.reenqueued == []  # each has its message now
+    assert queued_job_ids(queue) == set(ids)
