@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -36,6 +37,14 @@ class Service:
                 self.process.kill()
                 self.process.wait()
         return int(self.process.returncode)
+
+    def kill_hard(self) -> None:
+        """kill -9 the process and its children (a worker and its job process), as when a host is lost."""
+        children = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
+        for pid in [self.process.pid, *map(int, children.split())]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.wait()
 
     def log_tail(self, lines: int = 40) -> str:
         if not self.log_path.exists():

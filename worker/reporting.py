@@ -22,9 +22,10 @@ log = logging.getLogger(__name__)
 class DatabaseProgressWriter:
     """A trainer progress callback: one metrics row per logging step."""
 
-    def __init__(self, database_url: str, job_id: str) -> None:
+    def __init__(self, database_url: str, job_id: str, attempt: int) -> None:
         self._database_url = database_url
         self._job_id = job_id
+        self._attempt = attempt
         self._pending: list[Progress] = []
 
     def __call__(self, progress: Progress) -> None:
@@ -38,7 +39,7 @@ class DatabaseProgressWriter:
         for progress in self._pending:
             fields = dataclasses.asdict(progress)
             total_steps = fields.pop("total_steps")
-            jobs.record_progress(session, self._job_id, total_steps, **fields)
+            jobs.record_progress(session, self._job_id, total_steps, attempt=self._attempt, **fields)
 
     def flush(self, deadline_seconds: float) -> None:
         if not self._pending:

@@ -74,7 +74,7 @@ class JobRunner:
             on_forced_stop=lambda r: self._forced_stop(job, started, r),
         )
         heartbeat.start()
-        writer = DatabaseProgressWriter(self.database_url, job.id)
+        writer = DatabaseProgressWriter(self.database_url, job.id, job.attempt)
         try:
             result = train(self._spec(job), on_progress=writer, should_stop=flag.is_set)
         except TrainingStopped as exc:

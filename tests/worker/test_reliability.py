@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -36,14 +34,6 @@ def _wait_until_training(client: httpx.Client, job_id: str, worker: Service, min
     )
 
 
-def _kill_hard(service: Service) -> None:
-    """kill -9 the worker and its job process, as when a host is lost."""
-    children = subprocess.run(["pgrep", "-P", str(service.process.pid)], capture_output=True, text=True).stdout
-    for pid in [service.process.pid, *map(int, children.split())]:
-        os.kill(pid, signal.SIGKILL)
-    service.process.wait()
-
-
 def _events(client: httpx.Client, job_id: str) -> list[str]:
     return [e["message"] for e in client.get(f"/finetune/{job_id}/events").json()["data"]]
 
@@ -55,7 +45,7 @@ def test_killed_worker_job_is_requeued_and_finished_by_another_worker(
     try:
         job_id = _submit(client, tiny_model, str(uploaded_file["id"]))
         _wait_until_training(client, job_id, first)
-        _kill_hard(first)
+        first.kill_hard()
     finally:
         first.stop()
     second = start_worker(tmp_path / "logs", name="second", gpu=0)
