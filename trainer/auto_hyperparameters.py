@@ -4,12 +4,13 @@ Epochs follow OpenAI's published rule: aim to show the model between 100 and
 25,000 examples in total, 3 epochs where that fits, clamped to 1..25 epochs.
 Learning rates are the QLoRA paper's 2e-4 for 4-bit bases and the more cautious
 1e-4 common for 16-bit LoRA (LLaMA-Factory's examples). The optimizer step takes
-about 0.2% of the examples (OpenAI again; at least 1, at most 32 sequences),
+about 0.2% of the examples (OpenAI again; a power of two from 1 to 32 sequences),
 split into micro-batches of at most ~8k tokens so activations fit a 24 GB GPU.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import TypeVar
 
@@ -43,12 +44,14 @@ def auto_epochs(n_examples: int) -> int:
 
 
 def _sequences_per_step(n_examples: int) -> int:
-    return max(1, min(MAX_SEQUENCES_PER_STEP, round(n_examples * SEQUENCES_PER_STEP_SHARE)))
+    # A power of two, so it splits evenly into micro-batches (which are powers of two up to the memory cap).
+    wanted = n_examples * SEQUENCES_PER_STEP_SHARE
+    return 1 if wanted < 1 else min(MAX_SEQUENCES_PER_STEP, 2 ** round(math.log2(wanted)))
 
 
 def _batch_and_accumulation(hp: Hyperparameters, n_examples: int) -> tuple[int, int]:
     per_step = _sequences_per_step(n_examples)
-    memory_cap = max(1, TOKENS_PER_MICRO_BATCH // hp.max_seq_length)
+    memory_cap = 2 ** int(math.log2(max(1, TOKENS_PER_MICRO_BATCH // hp.max_seq_length)))
     if hp.batch_size != AUTO:
         batch = concrete(hp.batch_size)
     elif hp.gradient_accumulation_steps != AUTO:
