@@ -100,9 +100,15 @@ def _chat_messages(raw: Any, line: int, role_key: str, content_key: str, roles: 
         weight = item.get("weight", 1)
         if weight not in (0, 1):
             raise DatasetError(f"message {index} has weight {weight!r}; weight must be 0 or 1", line)
+        if roles[role] != "assistant":
+            weight = 1  # as at OpenAI, weight only means something on assistant turns
+        elif not content.strip():
+            raise DatasetError(f"message {index} is an assistant message with no content", line)
         messages.append(Message(role=roles[role], content=content, weight=weight))
     if not any(m.role == "assistant" for m in messages):
         raise DatasetError("the conversation has no assistant message", line)
+    if not any(m.role == "assistant" and m.weight for m in messages):
+        raise DatasetError("every assistant message has weight 0, so there is nothing to learn", line)
     return tuple(messages)
 
 

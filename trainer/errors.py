@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class TrainerError(Exception):
     """Base class: ``code`` is machine-readable, the message says what to do."""
@@ -23,6 +25,10 @@ class OutOfMemory(TrainerError):
 
 
 class TrainingStopped(TrainerError):
-    """The caller asked the run to stop (cancel, shutdown)."""
+    """The caller asked the run to stop (cancel, shutdown); ``checkpoint_dir`` resumes it."""
 
     code = "stopped"
+
+    def __init__(self, message: str, checkpoint_dir: Path | None = None) -> None:
+        super().__init__(message)
+        self.checkpoint_dir = checkpoint_dir

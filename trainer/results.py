@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from trainer.config import Hyperparameters
 
 
 @dataclass(frozen=True)
 class Progress:
-    """One logging step, as passed to the caller's progress callback."""
+    """One logging step or evaluation, as passed to the caller's progress callback."""
 
     step: int
     total_steps: int
@@ -20,6 +22,9 @@ class Progress:
     trained_tokens: int
     peak_memory_bytes: int | None
     eval_loss: float | None = None
+    token_accuracy: float | None = None  # share of label tokens predicted right (top-1), training batch
+    eval_token_accuracy: float | None = None  # the same over the validation set
+    eta_seconds: float | None = None  # estimated time to the last step, from this run's pace so far
 
 
 @dataclass(frozen=True)
@@ -39,3 +44,11 @@ class TrainResult:
     trained_tokens: int
     final_loss: float | None
     environment: RunEnvironment
+    hyperparameters: Hyperparameters = field(default_factory=Hyperparameters)  # resolved: no "auto" left
+    decisions: list[str] = field(default_factory=list)  # what "auto" became, and notable warnings
+    final_eval_loss: float | None = None
+    final_eval_token_accuracy: float | None = None
+    last_checkpoint: Path | None = None
+    merged_dir: Path | None = None
+    # greedy completions after training: {"prompt", "completion", "reference"} (reference may be None)
+    samples: list[dict[str, str | None]] = field(default_factory=list)

@@ -1,52 +1,58 @@
-"""One QLoRA/LoRA fine-tune, top to bottom: load, tokenize, train, save."""
+"""One QLoRA/LoRA fine-tune, top to bottom: load, tokenize, train (resumably), evaluate, save."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import cast
 
 import torch
-from datasets import Dataset
 from peft import LoraConfig, PeftModel, prepare_model_for_kbit_training
-from transformers import PreTrainedTokenizerBase, set_seed
+from transformers import set_seed
 from transformers.trainer_callback import PrinterCallback
 from trl.trainer.sft_config import SFTConfig
 from trl.trainer.sft_trainer import SFTTrainer
 
-from core.dataset_formats import DatasetError, read_examples
+from trainer.auto_hyperparameters import concrete, resolve_hyperparameters
+from trainer.checkpoints import checkpoints_dir, latest_checkpoint
 from trainer.config import Hyperparameters, Quantization, RunSpec
-from trainer.errors import InvalidTrainingData, OutOfMemory, TrainingStopped
+from trainer.errors import OutOfMemory, TrainingStopped
+from trainer.merge import merge_adapter
+from trainer.model_card import render_model_card
 from trainer.model_loading import load_model, load_tokenizer
-from trainer.progress import ProgressCallback, ReportingCallback, StopCheck
+from trainer.progress import ProgressCallback, ReportingCallback
 from trainer.results import RunEnvironment, TrainResult
-from trainer.tokenize import tokenize_example
+from trainer.run_control import StopAndCheckpointCallback, StopCheck
+from trainer.samples import generate_samples
+from trainer.training_data import EventCallback, TrainingData, load_training_data
 
 log = logging.getLogger(__name__)
 
-OOM_HINT = "lower batch_size, max_seq_length or lora_r"
+OOM_HINT = "lower batch_size (raise gradient_accumulation_steps to compensate), max_seq_length or lora_r"
 
 
-def load_tokenized(path: Path, tokenizer: PreTrainedTokenizerBase, hp: Hyperparameters) -> Dataset:
+@contextmanager
+def out_of_memory_as_error(doing: str) -> Iterator[None]:
     try:
-        _, examples, _ = read_examples(path)
-    except DatasetError as exc:
-        raise InvalidTrainingData(f"{path.name}: {exc}") from exc
-    rows = [tokenize_example(tokenizer, example, hp.train_on_inputs) for example in examples]
-    return Dataset.from_dict(
-        {"input_ids": [r.input_ids for r in rows], "assistant_masks": [r.assistant_masks for r in rows]}
-    )
+        yield
+    except torch.OutOfMemoryError as exc:
+        raise OutOfMemory(f"out of GPU memory while {doing}; {OOM_HINT}") from exc
 
 
-def build_sft_config(spec: RunSpec, environment: RunEnvironment, has_eval: bool) -> SFTConfig:
-    hp = spec.hyperparameters
+def build_sft_config(spec: RunSpec, hp: Hyperparameters, environment: RunEnvironment, has_eval: bool) -> SFTConfig:
+    """The HF/TRL arguments for ``hp``, which must be resolved (no "auto")."""
     on_cuda = environment.device == "cuda"
+    every = spec.checkpoint_every_steps
     return SFTConfig(
-        output_dir=str(spec.output_dir / "trainer"),
-        num_train_epochs=hp.n_epochs,
-        per_device_train_batch_size=hp.batch_size,
-        per_device_eval_batch_size=hp.batch_size,
-        learning_rate=hp.learning_rate,
+        output_dir=str(checkpoints_dir(spec.output_dir)),
+        num_train_epochs=concrete(hp.n_epochs),
+        per_device_train_batch_size=concrete(hp.batch_size),
+        per_device_eval_batch_size=concrete(hp.batch_size),
+        gradient_accumulation_steps=concrete(hp.gradient_accumulation_steps),
+        learning_rate=concrete(hp.learning_rate),
         lr_scheduler_type="cosine",
         warmup_steps=hp.warmup_ratio,  # a float below 1 is read as a ratio of total steps
         weight_decay=hp.weight_decay,
@@ -57,64 +63,145 @@ def build_sft_config(spec: RunSpec, environment: RunEnvironment, has_eval: bool)
         packing=hp.packing,
         padding_free=hp.packing,
         logging_steps=spec.logging_steps,
-        eval_strategy="epoch" if has_eval else "no",
-        save_strategy="no",
+        eval_strategy=("steps" if hp.eval_every_steps else "epoch") if has_eval else "no",
+        eval_steps=hp.eval_every_steps,
+        # The Trainer's own checkpoints (adapter, optimizer, scheduler, RNG, trainer state) give exact resumption;
+        # StopAndCheckpointCallback adds epoch ends and stops.
+        save_strategy="steps" if every else "epoch",
+        save_steps=every or 500,
+        save_total_limit=spec.keep_checkpoints,
         report_to=[],
         include_num_input_tokens_seen="non_padding",
         bf16=environment.dtype == "bfloat16",
         fp16=environment.dtype == "float16",
         # paged 8-bit AdamW keeps optimizer state small on GPU; bitsandbytes' paged optimizers need CUDA.
         optim="paged_adamw_8bit" if on_cuda else "adamw_torch",
-        gradient_checkpointing=on_cuda,
+        activation_checkpointing=on_cuda,
         dataloader_pin_memory=on_cuda,
         disable_tqdm=True,
         use_cpu=not on_cuda,
     )
 
 
-def train(
-    spec: RunSpec, on_progress: ProgressCallback | None = None, should_stop: StopCheck | None = None
-) -> TrainResult:
-    """Fine-tune ``spec.base_model`` on ``spec.train_file`` and save the adapter."""
-    hp = spec.hyperparameters
-    set_seed(hp.seed)
-    tokenizer = load_tokenizer(spec.base_model, spec.trust_remote_code)
-    train_dataset = load_tokenized(spec.train_file, tokenizer, hp)
-    eval_dataset = load_tokenized(spec.validation_file, tokenizer, hp) if spec.validation_file else None
-    model, environment = load_model(spec.base_model, hp.quantization, spec.trust_remote_code)
-    if hp.quantization is Quantization.NF4:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=environment.device == "cuda")
-    lora = LoraConfig(
+def _lora_config(hp: Hyperparameters) -> LoraConfig:
+    return LoraConfig(
         r=hp.lora_r,
         lora_alpha=hp.lora_alpha,
         lora_dropout=hp.lora_dropout,
-        target_modules="all-linear",
+        target_modules=hp.target_modules,
         task_type="CAUSAL_LM",
     )
-    reporter = ReportingCallback(on_progress, should_stop)
+
+
+def keep_adapter_weights_in_fp32(model: torch.nn.Module) -> None:
+    """Undo TRL's cast of QLoRA adapter weights to bf16.
+
+    When the Trainer reloads a checkpoint, peft upcasts the adapter to fp32 (its ``autocast_adapter_dtype``
+    default), so a resumed run would train in another precision than an uninterrupted one. Keeping the
+    adapter in fp32 from the start makes resumption exact; under bf16/fp16 autocast the matmuls still run in
+    16-bit, and the adapter is well under 1% of the parameters, so the memory cost is small.
+    """
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
+
+
+def _write_model_card(spec: RunSpec, adapter_dir: Path, data: TrainingData, result: TrainResult) -> None:
+    card = render_model_card(
+        base_model=spec.base_model,
+        data_format=data.format.value,
+        train_examples=len(data.train_examples),
+        eval_examples=len(data.eval_examples),
+        train_tokens=data.train_tokens,
+        hyperparameters=result.hyperparameters,
+        final_loss=result.final_loss,
+        final_eval_loss=result.final_eval_loss,
+        decisions=result.decisions,
+    )
+    (adapter_dir / "README.md").write_text(card, encoding="utf-8")
+
+
+def train(
+    spec: RunSpec,
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+    on_event: EventCallback | None = None,
+) -> TrainResult:
+    """Fine-tune ``spec.base_model`` on ``spec.train_file`` and save the adapter.
+
+    Resumes from the latest checkpoint in ``spec.output_dir/checkpoints`` if there is one. When
+    ``should_stop()`` turns true, saves a checkpoint at that step and raises ``TrainingStopped``.
+    ``on_event`` hears each "auto" decision and each notable warning, as one readable line.
+    """
+    decisions: list[str] = []
+
+    def event(line: str) -> None:
+        decisions.append(line)
+        log.info(line)
+        if on_event is not None:
+            on_event(line)
+
+    set_seed(spec.hyperparameters.seed)
+    tokenizer = load_tokenizer(spec.base_model, spec.trust_remote_code)
+    data = load_training_data(spec.train_file, spec.validation_file, tokenizer, spec.hyperparameters, event)
+    hp, auto_decisions = resolve_hyperparameters(spec.hyperparameters, len(data.train_examples))
+    for line in auto_decisions:
+        event(line)
+    model, environment = load_model(spec.base_model, hp.quantization, spec.trust_remote_code)
+    if hp.quantization is Quantization.NF4:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=environment.device == "cuda")
+    reporter = ReportingCallback(on_progress)
+    control = StopAndCheckpointCallback(should_stop)
     trainer = SFTTrainer(
         model=model,
-        args=build_sft_config(spec, environment, eval_dataset is not None),
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
+        args=build_sft_config(spec, hp, environment, data.eval is not None),
+        train_dataset=data.train,
+        eval_dataset=data.eval,
         processing_class=tokenizer,
-        peft_config=lora,
-        callbacks=[reporter],
+        peft_config=_lora_config(hp),
+        callbacks=[reporter, control],
     )
     trainer.remove_callback(PrinterCallback)  # progress goes to the caller, not to stdout
-    try:
-        trainer.train()
-    except torch.OutOfMemoryError as exc:
-        raise OutOfMemory(f"out of GPU memory while training; {OOM_HINT}") from exc
-    if reporter.stopped:
-        raise TrainingStopped("training was stopped before it finished")
+    keep_adapter_weights_in_fp32(cast(PeftModel, trainer.model))
+    resume_from = latest_checkpoint(spec.output_dir)
+    if resume_from is not None:
+        event(f"resuming from {resume_from.name}")
+    with out_of_memory_as_error("training"):
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    if control.stopped:
+        stopped_at = checkpoints_dir(spec.output_dir) / f"checkpoint-{trainer.state.global_step}"
+        raise TrainingStopped(
+            f"training was stopped at step {trainer.state.global_step}; it resumes from {stopped_at.name}",
+            checkpoint_dir=stopped_at if stopped_at.is_dir() else latest_checkpoint(spec.output_dir),
+        )
+    if data.eval is not None and reporter.last_eval_step != trainer.state.global_step:
+        with out_of_memory_as_error("evaluating"):
+            trainer.evaluate()  # the final model's eval loss, reported like the others
     adapter_dir = spec.output_dir / "adapter"
     cast(PeftModel, trainer.model).save_pretrained(str(adapter_dir))
     tokenizer.save_pretrained(adapter_dir)
-    return TrainResult(
+    with out_of_memory_as_error("generating samples"):
+        prompts_from = data.eval_examples or data.train_examples
+        samples = generate_samples(cast(PeftModel, trainer.model), tokenizer, prompts_from, spec.sample_generations)
+    result = TrainResult(
         adapter_dir=adapter_dir,
         steps=trainer.state.global_step,
         trained_tokens=int(trainer.state.num_input_tokens_seen),
         final_loss=reporter.last_loss,
         environment=environment,
+        hyperparameters=hp,
+        decisions=decisions,
+        final_eval_loss=reporter.last_eval_loss,
+        final_eval_token_accuracy=reporter.last_eval_token_accuracy,
+        last_checkpoint=latest_checkpoint(spec.output_dir),
+        samples=samples,
     )
+    _write_model_card(spec, adapter_dir, data, result)
+    if not hp.merge_adapter:
+        return result
+    del trainer, model  # free the training copy before loading a 16-bit one
+    with out_of_memory_as_error("merging the adapter"):
+        merged_dir = merge_adapter(
+            spec.base_model, adapter_dir, spec.output_dir / "merged", tokenizer, spec.trust_remote_code
+        )
+    return replace(result, merged_dir=merged_dir)

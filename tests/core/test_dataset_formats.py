@@ -14,6 +14,7 @@ def _write(path: Path, rows: list[Any]) -> Path:
     return path
 
 
+USER = {"role": "user", "content": "q"}
 ROWS: dict[DatasetFormat, dict[str, Any]] = {
     DatasetFormat.CHAT: {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]},
     DatasetFormat.ALPACA: {"instruction": "q", "input": "ctx", "output": "a"},
@@ -48,6 +49,9 @@ def test_sharegpt_and_alpaca_become_chat_messages(tmp_path: Path) -> None:
         ({"messages": [{"role": "user", "content": "only a question"}]}, "no assistant message"),
         ({"messages": [{"role": "assistant", "content": "a", "weight": 2}]}, "weight must be 0 or 1"),
         ({"text": "wrong format for this file"}, "file started as chat"),
+        ({"messages": [{"role": "system", "content": "only a system prompt"}]}, "no assistant message"),
+        ({"messages": [USER, {"role": "assistant", "content": "  \n"}]}, "no content"),
+        ({"messages": [USER, {"role": "assistant", "content": "a", "weight": 0}]}, "weight 0"),
     ],
 )
 def test_bad_rows_are_named_by_line(tmp_path: Path, bad_row: Any, reason: str) -> None:
@@ -66,3 +70,15 @@ def test_empty_and_too_small_files_are_refused(tmp_path: Path) -> None:
         validate_dataset(empty)
     with pytest.raises(DatasetError, match="at least 10"):
         validate_dataset(_write(tmp_path / "small.jsonl", [ROWS[DatasetFormat.TEXT]] * 9))
+
+
+def test_weight_on_non_assistant_messages_is_ignored(tmp_path: Path) -> None:
+    row = {"messages": [{"role": "user", "content": "q", "weight": 0}, {"role": "assistant", "content": "a"}]}
+    _, examples, _ = read_examples(_write(tmp_path / "d.jsonl", [row]))
+    assert [m.weight for m in examples[0].messages] == [1, 1]
+
+
+def test_a_conversation_may_end_with_a_user_turn_after_the_last_answer(tmp_path: Path) -> None:
+    row = {"messages": [USER, {"role": "assistant", "content": "a"}, {"role": "user", "content": "thanks"}]}
+    _, examples, _ = read_examples(_write(tmp_path / "d.jsonl", [row]))
+    assert examples[0].messages[-1].role == "user"
