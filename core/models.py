@@ -77,6 +77,9 @@ class Job(Base):
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     adapter_path: Mapped[str | None] = mapped_column(Text, doc="relative to the data root")
+    result: Mapped[dict[str, Any] | None] = mapped_column(
+        JSONType, doc="what the run produced besides the adapter: eval, samples, merged model"
+    )
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, doc="last sign of life of its run")
     cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
@@ -96,6 +99,9 @@ class JobMetric(Base):
     epoch: Mapped[float | None] = mapped_column(Float)
     loss: Mapped[float | None] = mapped_column(Float)
     eval_loss: Mapped[float | None] = mapped_column(Float)
+    token_accuracy: Mapped[float | None] = mapped_column(Float)
+    eval_token_accuracy: Mapped[float | None] = mapped_column(Float)
+    eta_seconds: Mapped[float | None] = mapped_column(Float)
     learning_rate: Mapped[float | None] = mapped_column(Float)
     grad_norm: Mapped[float | None] = mapped_column(Float)
     tokens_per_second: Mapped[float | None] = mapped_column(Float)

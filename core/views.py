@@ -19,10 +19,14 @@ class ProgressView(BaseModel):
 
 
 class MetricView(BaseModel):
+    attempt: int | None
     step: int
     epoch: float | None
     loss: float | None
     eval_loss: float | None
+    token_accuracy: float | None
+    eval_token_accuracy: float | None
+    eta_seconds: float | None
     learning_rate: float | None
     grad_norm: float | None
     tokens_per_second: float | None
@@ -73,6 +77,7 @@ class JobView(BaseModel):
     environment: EnvironmentView | None
     error: ErrorView | None
     adapter_dir: str | None
+    result: dict[str, Any] | None
 
 
 class FileView(BaseModel):
@@ -126,6 +131,7 @@ def job_view(job: Job, latest: JobMetric | None, data_root: Path) -> JobView:
         environment=EnvironmentView.model_validate(job, from_attributes=True) if job.device else None,
         error=ErrorView(code=job.error_code, message=job.error_message or "") if job.error_code else None,
         adapter_dir=str((data_root / job.adapter_path).resolve()) if job.adapter_path else None,
+        result=job.result,
     )
 
 

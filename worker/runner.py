@@ -25,6 +25,7 @@ from core.webhooks import deliver, job_event
 from trainer.config import Hyperparameters, RunSpec
 from trainer.errors import TrainerError, TrainingStopped
 from trainer.model_loading import pick_device
+from trainer.results import TrainResult
 from trainer.train import train
 from worker.reporting import DatabaseProgressWriter
 from worker.stopping import Heartbeat, StopFlag, StopReason, stop_on_sigterm
@@ -76,7 +77,12 @@ class JobRunner:
         heartbeat.start()
         writer = DatabaseProgressWriter(self.database_url, job.id, job.attempt)
         try:
-            result = train(self._spec(job), on_progress=writer, should_stop=flag.is_set)
+            result = train(
+                self._spec(job),
+                on_progress=writer,
+                should_stop=flag.is_set,
+                on_event=lambda line: self._db(lambda s: jobs.add_event(s, job.id, line)),
+            )
         except TrainingStopped as exc:
             return self._stopped(job, started, flag.reason, exc, writer)
         except Exception as exc:  # record it and keep the worker alive
@@ -113,6 +119,20 @@ class JobRunner:
             device_name=env.device_name,
         )
 
+    def _relative(self, path: Path | None) -> str | None:
+        return str(path.relative_to(self.settings.data_root)) if path is not None else None
+
+    def _result_summary(self, result: TrainResult) -> dict[str, Any]:
+        return {
+            "steps": result.steps,
+            "final_loss": result.final_loss,
+            "final_eval_loss": result.final_eval_loss,
+            "final_eval_token_accuracy": result.final_eval_token_accuracy,
+            "samples": result.samples,
+            "merged_dir": self._relative(result.merged_dir),
+            "last_checkpoint": self._relative(result.last_checkpoint),
+        }
+
     def _stopped(
         self, job: Job, started: float, reason: StopReason | None, exc: TrainingStopped, writer: DatabaseProgressWriter
     ) -> str:
@@ -121,7 +141,8 @@ class JobRunner:
             log.warning("job %s was taken from this worker; leaving it alone", job.id)
             return "lost"
         if reason is StopReason.SHUTDOWN:
-            return self._requeue(job, started, "worker shutting down; checkpoint saved, requeued", graceful=True)
+            saved = exc.checkpoint_dir.name if exc.checkpoint_dir else "no checkpoint"
+            return self._requeue(job, started, f"worker shutting down; requeued ({saved})", graceful=True)
         if reason is StopReason.TIMEOUT:
             message = f"exceeded its time limit of {job.max_run_seconds}s; checkpoint kept"
             return self._finish(

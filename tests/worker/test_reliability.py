@@ -16,7 +16,8 @@ from tests.conftest import FAST_HYPERPARAMETERS, wait_for_job, wait_for_terminal
 from tuneq.processes import Service, start_worker
 
 # Long enough (hundreds of steps) to be interrupted mid-training.
-LONG = {**FAST_HYPERPARAMETERS, "n_epochs": 40}
+LONG = {**FAST_HYPERPARAMETERS, "n_epochs": 40, "gradient_accumulation_steps": 1}
+CHECKPOINT_EVERY = 50  # trainer.config.DEFAULT_CHECKPOINT_EVERY_STEPS
 
 pytestmark = pytest.mark.slow
 
@@ -38,13 +39,27 @@ def _events(client: httpx.Client, job_id: str) -> list[str]:
     return [e["message"] for e in client.get(f"/finetune/{job_id}/events").json()["data"]]
 
 
-def test_killed_worker_job_is_requeued_and_finished_by_another_worker(
+def _steps_by_attempt(client: httpx.Client, job_id: str) -> dict[int, list[int]]:
+    by_attempt: dict[int, list[int]] = {}
+    for row in client.get(f"/finetune/{job_id}/metrics").json()["data"]:
+        if row["loss"] is not None:
+            by_attempt.setdefault(row["attempt"], []).append(row["step"])
+    return by_attempt
+
+
+def _resumed_from(client: httpx.Client, job_id: str) -> int:
+    resumed = [m for m in _events(client, job_id) if m.startswith("resuming from checkpoint-")]
+    assert len(resumed) == 1, _events(client, job_id)
+    return int(resumed[0].rsplit("-", 1)[1])
+
+
+def test_killed_worker_job_is_requeued_and_resumed_from_its_checkpoint_by_another_worker(
     client: httpx.Client, settings: Settings, tmp_path: Path, tiny_model: Path, uploaded_file: dict[str, Any]
 ) -> None:
     first = start_worker(tmp_path / "logs", name="first", gpu=0)
     try:
         job_id = _submit(client, tiny_model, str(uploaded_file["id"]))
-        _wait_until_training(client, job_id, first)
+        _wait_until_training(client, job_id, first, min_step=CHECKPOINT_EVERY + 5)
         first.kill_hard()
     finally:
         first.stop()
@@ -56,6 +71,12 @@ def test_killed_worker_job_is_requeued_and_finished_by_another_worker(
     assert job["status"] == "succeeded", job["error"]
     assert job["attempt"] == 2
     assert any("stopped beating; requeued" in message for message in _events(client, job_id))
+    steps = _steps_by_attempt(client, job_id)
+    checkpoint = _resumed_from(client, job_id)
+    assert checkpoint >= CHECKPOINT_EVERY
+    # Only the steps after the last checkpoint are trained again, and nothing before it.
+    assert max(steps[1]) - checkpoint <= CHECKPOINT_EVERY
+    assert steps[2][0] == checkpoint + 1 and steps[2][-1] == job["progress"]["total_steps"]
 
 
 def test_sigterm_requeues_the_job_and_the_worker_exits_promptly(
@@ -71,13 +92,18 @@ def test_sigterm_requeues_the_job_and_the_worker_exits_promptly(
     job = client.get(f"/finetune/{job_id}").json()
     assert job["status"] == "queued", job
     assert job["attempt"] == 0  # a graceful stop does not use up an attempt
-    assert "worker shutting down; checkpoint saved, requeued" in _events(client, job_id)
+    stopped_at = job["progress"]["step"]
+    assert f"worker shutting down; requeued (checkpoint-{stopped_at})" in _events(client, job_id)
 
     second = start_worker(tmp_path / "logs", name="second", gpu=0)
     try:
         assert wait_for_terminal(client, job_id, second)["status"] == "succeeded"
     finally:
         second.stop()
+    assert _resumed_from(client, job_id) == stopped_at
+    rows = client.get(f"/finetune/{job_id}/metrics").json()["data"]
+    trained = [row["step"] for row in rows if row["loss"] is not None]
+    assert trained == list(range(1, trained[-1] + 1))  # not one step trained twice, none skipped
 
 
 def test_cancel_running_job_stops_training_within_seconds_and_frees_the_worker(
