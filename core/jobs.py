@@ -185,6 +185,16 @@ def claim_job(session: Session, job_id: str, worker_id: str) -> Job | None:
         return None
 
 
+def record_device(session: Session, job_id: str, device: str, device_name: str) -> None:
+    """What the job runs on, known from its start (so a lost attempt can still be priced)."""
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(device=device, device_name=device_name)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def record_progress(session: Session, job_id: str, total_steps: int | None, **metric: Any) -> None:
     """Store one logging step and keep the job's progress columns current (a step is also a heartbeat)."""
     session.add(JobMetric(job_id=job_id, created_at=utcnow(), **metric))

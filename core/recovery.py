@@ -11,12 +11,14 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from rq import Queue
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from core import jobs
+from core.cost import cost_usd
 from core.db import transaction, utcnow
 from core.errors import IllegalTransition
 from core.models import Job, Worker
@@ -41,14 +43,25 @@ def _stale_running_jobs(session: Session, settings: Settings) -> list[Job]:
     return list(session.scalars(query))
 
 
+def _lost_time_charge(settings: Settings, job: Job) -> dict[str, Any]:
+    """Charge the GPU time a lost attempt used, up to its last heartbeat."""
+    if job.started_at is None:
+        return {}
+    seconds = max(0.0, ((job.heartbeat_at or job.started_at) - job.started_at).total_seconds())
+    price = cost_usd(settings, job.device or "cpu", job.device_name or "cpu", seconds)
+    return {"gpu_seconds": Job.gpu_seconds + seconds, "cost_usd": Job.cost_usd + price}
+
+
 def recover_lost_jobs(settings: Settings, report: RecoveryReport) -> None:
     """Running jobs with a stale heartbeat go back to queued, or fail after max_attempts."""
     with transaction(settings.resolved_database_url) as session:
         stale = _stale_running_jobs(session, settings)
     for job in stale:
         silent = f"worker {job.worker_id} stopped beating"
+        charge = _lost_time_charge(settings, job)
         try:
             with transaction(settings.resolved_database_url) as session:
+                # owner: only while the silent worker still holds it (another reaper may have acted already).
                 if job.attempt >= job.max_attempts:
                     message = f"{silent}; gave up after {job.attempt} attempts"
                     jobs.transition(
@@ -56,19 +69,24 @@ def recover_lost_jobs(settings: Settings, report: RecoveryReport) -> None:
                         job.id,
                         JobStatus.FAILED,
                         message,
+                        owner=job.worker_id,
                         error_code="worker_lost",
                         error_message=message,
                         finished_at=utcnow(),
+                        **charge,
                     )
                     report.failed.append(job.id)
                 else:
+                    message = f"{silent}; requeued (attempt {job.attempt} of {job.max_attempts} used)"
                     jobs.transition(
                         session,
                         job.id,
                         JobStatus.QUEUED,
-                        f"{silent}; requeued (attempt {job.attempt} of {job.max_attempts} used)",
+                        message,
+                        owner=job.worker_id,
                         worker_id=None,
                         heartbeat_at=None,
+                        **charge,
                     )
                     report.requeued.append(job.id)
                 session.execute(

@@ -57,6 +57,8 @@ class JobRunner:
         if job is None:
             log.info("nothing to claim for message %s; dropping it", hint_job_id)
             return "skipped"
+        device, device_name = pick_device()
+        self._db(lambda s: jobs.record_device(s, job.id, device, device_name))
         self._db(lambda s: workers.beat(s, self.worker_id, status="busy", current_job_id=job.id))
         try:
             return self._execute(job)

@@ -63,8 +63,14 @@ def test_priority_orders_a_tenants_own_jobs(settings: Settings, tiny_model: Path
 
 
 def _go_silent(settings: Settings, job_id: str) -> None:
+    """The worker ran for a minute, then beat no more for an hour."""
+    hour_ago = utcnow() - timedelta(hours=1)
     with transaction(settings.resolved_database_url) as session:
-        session.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=utcnow() - timedelta(hours=1)))
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(started_at=hour_ago - timedelta(minutes=1), heartbeat_at=hour_ago)
+        )
 
 
 def test_lost_job_is_requeued_until_attempts_run_out(
@@ -85,6 +91,7 @@ def test_lost_job_is_requeued_until_attempts_run_out(
     with transaction(settings.resolved_database_url) as session:
         job = jobs.get_job(session, job_id, tenant="t")
         assert job.status == "failed" and job.error_code == "worker_lost"
+        assert job.gpu_seconds > 0 and job.cost_usd > 0  # the lost attempts' time is charged
 
 
 def test_beating_job_is_left_alone(settings: Settings, tiny_model: Path, sample_dataset: Path) -> None:
@@ -112,3 +119,15 @@ def test_reconciler_enqueues_only_queued_jobs_without_a_message(
     reenqueue_forgotten_jobs(settings, queue, second)
     assert second.reenqueued == []  # each has its message now
     assert queued_job_ids(queue) == set(ids)
+
+
+def test_machine_failures_are_retried_and_user_errors_are_not() -> None:
+    from trainer.errors import InvalidTrainingData, ModelLoadError, OutOfMemory
+    from worker.runner import is_retriable
+
+    assert is_retriable(RuntimeError("CUDA error: an illegal memory access was encountered"))
+    assert is_retriable(RuntimeError("NCCL communicator was aborted"))
+    assert not is_retriable(OutOfMemory("out of GPU memory; lower batch_size"))
+    assert not is_retriable(InvalidTrainingData("line 3: no assistant message"))
+    assert not is_retriable(ModelLoadError("cannot load model 'x'"))
+    assert not is_retriable(ValueError("a bug"))
