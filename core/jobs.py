@@ -167,6 +167,13 @@ def transition(
     return job
 
 
+def requeue_job(session: Session, job_id: str, message: str, owner: str, **values: Any) -> Job:
+    """Put a running job back on the queue, released by ``owner`` (a stopping or a lost worker)."""
+    return transition(
+        session, job_id, JobStatus.QUEUED, message, owner=owner, worker_id=None, heartbeat_at=None, **values
+    )
+
+
 def claim_job(session: Session, job_id: str, worker_id: str) -> Job | None:
     """Take a queued job for this worker; None if another worker has it or it is no longer queued."""
     try:

@@ -78,16 +78,7 @@ def recover_lost_jobs(settings: Settings, report: RecoveryReport) -> None:
                     report.failed.append(job.id)
                 else:
                     message = f"{silent}; requeued (attempt {job.attempt} of {job.max_attempts} used)"
-                    jobs.transition(
-                        session,
-                        job.id,
-                        JobStatus.QUEUED,
-                        message,
-                        owner=job.worker_id,
-                        worker_id=None,
-                        heartbeat_at=None,
-                        **charge,
-                    )
+                    jobs.requeue_job(session, job.id, message, owner=str(job.worker_id), **charge)
                     report.requeued.append(job.id)
                 session.execute(
                     update(Worker).where(Worker.id == job.worker_id).values(status="lost", current_job_id=None)

@@ -13,7 +13,7 @@ from transformers import (
 
 from trainer.chat_template import CHATML_TEMPLATE
 from trainer.config import Quantization
-from trainer.errors import ModelLoadError
+from trainer.errors import ModelLoadError, OutOfMemory
 from trainer.results import RunEnvironment
 
 
@@ -63,7 +63,8 @@ def load_model(
     try:
         model = AutoModelForCausalLM.from_pretrained(base_model, **kwargs)
     except torch.OutOfMemoryError as exc:
-        raise ModelLoadError(f"{base_model!r} does not fit in GPU memory: {exc}") from exc
+        hint = "use quantization nf4, a smaller base model, or a GPU with more memory"
+        raise OutOfMemory(f"{base_model!r} does not fit in GPU memory ({hint}): {exc}") from exc
     except (OSError, ValueError, ImportError) as exc:
         raise ModelLoadError(f"cannot load model {base_model!r}: {exc}") from exc
     environment = RunEnvironment(

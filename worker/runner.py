@@ -186,14 +186,11 @@ class JobRunner:
         def requeue(session: Session) -> Job:
             # A graceful stop is not the job's fault: it does not use up an attempt.
             attempt = {"attempt": Job.attempt - 1} if graceful else {}
-            return jobs.transition(
+            return jobs.requeue_job(
                 session,
                 job.id,
-                JobStatus.QUEUED,
                 message,
                 owner=self.worker_id,
-                worker_id=None,
-                heartbeat_at=None,
                 **attempt,
                 **self._usage(started),
             )

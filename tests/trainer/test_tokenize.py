@@ -61,3 +61,28 @@ def test_prompt_completion_learns_only_the_completion(tokenizer: PreTrainedToken
     out = tokenize_example(tokenizer, Example(prompt="Capital of Chile:", completion=" Santiago"), False)
     learned = tokenizer.decode([t for t, m in zip(out.input_ids, out.assistant_masks, strict=True) if m])
     assert learned == " Santiago<|im_end|>"
+
+
+def test_labels_the_trainer_sees_are_minus_100_on_the_prompt_and_ids_on_the_answer(
+    tiny_model: Path, tokenizer: PreTrainedTokenizerBase, tmp_path: Path
+) -> None:
+    """Through TRL's own dataset preparation: what the loss is actually computed on."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.sft_config import SFTConfig
+    from trl.trainer.sft_trainer import SFTTrainer
+
+    out = tokenize_example(tokenizer, Example(messages=CONVERSATION), train_on_inputs=False)
+    dataset = Dataset.from_dict({"input_ids": [out.input_ids], "assistant_masks": [out.assistant_masks]})
+    args = SFTConfig(output_dir=str(tmp_path), packing=False, report_to=[], use_cpu=True, max_length=512)
+    sft = SFTTrainer(
+        model=AutoModelForCausalLM.from_pretrained(tiny_model),
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+    )
+    labels = sft.train_dataset[0]["labels"]
+    answer = _ids(tokenizer, "The capital of France is Paris.<|im_end|>\n")
+    prompt_length = len(out.input_ids) - len(answer)
+    assert labels == [-100] * prompt_length + answer
+    assert labels[-2] == tokenizer.convert_tokens_to_ids("<|im_end|>")
