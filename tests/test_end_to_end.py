@@ -40,6 +40,12 @@ def test_job_trains_tiny_model_to_success_through_api_queue_and_worker(
     assert job["cost"]["gpu_seconds"] > 0 and job["cost"]["cost_usd"] > 0
     assert job["environment"] == {"device": "cpu", "device_name": "cpu", "dtype": "float32", "quantization": "nf4"}
     assert job["started_at"] and job["finished_at"] and job["attempt"] == 1
+    assert "auto" not in job["hyperparameters"].values()  # stored as resolved
+    assert job["hyperparameters"]["gradient_accumulation_steps"] >= 1
+    assert job["result"]["final_loss"] == pytest.approx(job["latest_metrics"]["loss"])
+    assert job["result"]["samples"] and all(sample["prompt"] for sample in job["result"]["samples"])
+    events = [e["message"] for e in client.get(f"/finetune/{job['id']}/events").json()["data"]]
+    assert any(message.startswith("auto: batch_size") for message in events)  # the decision is told
 
     metrics = client.get(f"/finetune/{job['id']}/metrics").json()["data"]
     losses = [m["loss"] for m in metrics if m["loss"] is not None]

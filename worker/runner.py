@@ -113,7 +113,10 @@ class JobRunner:
             started,
             JobStatus.SUCCEEDED,
             f"succeeded after {result.steps} steps; final loss {result.final_loss}",
-            adapter_path=str(result.adapter_dir.relative_to(self.settings.data_root)),
+            adapter_path=self._relative(result.adapter_dir),
+            # resolved: "auto" replaced by the values that ran
+            hyperparameters=TypeAdapter(Hyperparameters).dump_python(result.hyperparameters, mode="json"),
+            result=self._result_summary(result),
             trained_tokens=result.trained_tokens,
             dtype=env.dtype,
             quantization=env.quantization,
