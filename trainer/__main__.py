@@ -35,6 +35,7 @@ def main() -> None:
             hyperparameters=hyperparameters,
         ),
         on_progress=lambda p: print(json.dumps(dataclasses.asdict(p))),
+        on_event=lambda line: print(json.dumps({"event": line})),
     )
     print(json.dumps({"adapter_dir": str(result.adapter_dir), "steps": result.steps, "final_loss": result.final_loss}))
 

@@ -62,7 +62,7 @@ def _report(client: httpx.Client, job: dict[str, Any], receiver: WebhookReceiver
     console.print(f"cost {job['cost']['gpu_seconds']:.1f} device-seconds = ${job['cost']['cost_usd']:.6f}")
     console.print(f"adapter {job['adapter_dir']} (with a model card README.md)")
     for sample in (job["result"] or {}).get("samples", [])[:2]:
-        console.print(f"sample: {sample['prompt']!r} -> {sample['completion']!r}")
+        console.print(f"sample generation: {sample['completion']!r} (reference: {sample['reference']!r})")
     hooks = receiver.wait_for(1, timeout=30)
     for hook in hooks:
         console.print(f"webhook received: {hook.body['type']} (id {hook.headers.get('webhook-id')})")

@@ -90,3 +90,18 @@ def test_samples_are_greedy_completions_of_held_out_prompts(run: Run) -> None:
         assert str(sample["prompt"]).endswith("<|im_start|>assistant\n")
         assert str(sample["reference"]).startswith("The capital of")
         assert isinstance(sample["completion"], str)
+
+
+def test_qlora_adapter_merges_into_the_16bit_base(tiny_model: Path, sample_dataset: Path, tmp_path: Path) -> None:
+    """QLoRA trains on a 4-bit base; the merge reloads the base unquantized and folds the adapter in."""
+    hp = Hyperparameters(n_epochs=1, learning_rate=3e-3, batch_size=8, max_seq_length=128, merge_adapter=True)
+    result = train(RunSpec(tiny_model, sample_dataset, tmp_path, hp, sample_generations=0))
+    assert result.environment.quantization == "nf4" and result.merged_dir is not None
+    merged_model = AutoModelForCausalLM.from_pretrained(result.merged_dir)
+    assert not any("4bit" in type(module).__name__ for module in merged_model.modules())
+    ids = AutoTokenizer.from_pretrained(result.merged_dir)("Capital of Peru?", return_tensors="pt")["input_ids"]
+    base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    with torch.no_grad():
+        unmerged = PeftModel.from_pretrained(base, str(result.adapter_dir)).eval()(ids).logits
+        merged = merged_model.eval()(ids).logits
+    assert torch.allclose(merged, unmerged, atol=1e-4)
