@@ -17,13 +17,16 @@ from tuneq.runtime import resolved_settings
 from tuneq.webhook_receiver import WebhookReceiver
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
+# Enough for the tiny model to learn every capital (loss ~0.05, samples match the references) in seconds.
 DEMO_HYPERPARAMETERS = {
-    "n_epochs": 8,
-    "learning_rate": 3e-3,
+    "n_epochs": 30,
+    "learning_rate": 5e-3,
     "batch_size": 4,
+    "gradient_accumulation_steps": 1,
     "max_seq_length": 128,
-    "lora_r": 16,
-    "lora_alpha": 32,
+    "lora_r": 32,
+    "lora_alpha": 64,
+    "lora_dropout": 0.0,
 }
 
 console = Console()
