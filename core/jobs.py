@@ -174,8 +174,11 @@ def requeue_job(session: Session, job_id: str, message: str, owner: str, **value
     )
 
 
-def claim_job(session: Session, job_id: str, worker_id: str) -> Job | None:
-    """Take a queued job for this worker; None if another worker has it or it is no longer queued."""
+def claim_job(session: Session, job_id: str, worker_id: str, **values: Any) -> Job | None:
+    """Take a queued job for this worker; None if another worker has it or it is no longer queued.
+
+    ``values`` are written with the claim (the device the run will use, so even a lost attempt can be priced).
+    """
     try:
         return transition(
             session,
@@ -187,19 +190,10 @@ def claim_job(session: Session, job_id: str, worker_id: str) -> Job | None:
             started_at=utcnow(),
             heartbeat_at=utcnow(),
             cancel_requested_at=None,
+            **values,
         )
     except IllegalTransition:
         return None
-
-
-def record_device(session: Session, job_id: str, device: str, device_name: str) -> None:
-    """What the job runs on, known from its start (so a lost attempt can still be priced)."""
-    session.execute(
-        update(Job)
-        .where(Job.id == job_id)
-        .values(device=device, device_name=device_name)
-        .execution_options(synchronize_session=False)
-    )
 
 
 def record_progress(session: Session, job_id: str, total_steps: int | None, **metric: Any) -> None:

@@ -12,6 +12,8 @@ tenants; it never lets one tenant starve another.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -48,10 +50,10 @@ def next_candidates(session: Session, limit: int = CANDIDATES) -> list[str]:
     return list(session.scalars(query))
 
 
-def claim_next_job(database_session: Session, worker_id: str) -> Job | None:
-    """Claim the best queued job for ``worker_id``; None when nothing is queued."""
-    for job_id in next_candidates(database_session):
-        claimed = jobs.claim_job(database_session, job_id, worker_id)
+def claim_next_job(session: Session, worker_id: str, **values: Any) -> Job | None:
+    """Claim the best queued job for ``worker_id`` (see ``jobs.claim_job``); None when nothing is queued."""
+    for job_id in next_candidates(session):
+        claimed = jobs.claim_job(session, job_id, worker_id, **values)
         if claimed is not None:
             return claimed
     return None

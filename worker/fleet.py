@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import FrameType
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,6 @@ class Slot:
 class Fleet:
     slots: list[Slot]
     stopping: bool = False
-    started: list[float] = field(default_factory=list)
 
     def stop(self, signum: int, frame: FrameType | None) -> None:
         self.stopping = True

@@ -53,12 +53,11 @@ class JobRunner:
 
     def run(self, hint_job_id: str) -> str:
         """Take the best queued job (usually, but not always, ``hint_job_id``) and run it."""
-        job: Job | None = self._db(lambda s: claim_next_job(s, self.worker_id))
+        device, device_name = pick_device()
+        job: Job | None = self._db(lambda s: claim_next_job(s, self.worker_id, device=device, device_name=device_name))
         if job is None:
             log.info("nothing to claim for message %s; dropping it", hint_job_id)
             return "skipped"
-        device, device_name = pick_device()
-        self._db(lambda s: jobs.record_device(s, job.id, device, device_name))
         self._db(lambda s: workers.beat(s, self.worker_id, status="busy", current_job_id=job.id))
         try:
             return self._execute(job)
@@ -120,8 +119,6 @@ class JobRunner:
             trained_tokens=result.trained_tokens,
             dtype=env.dtype,
             quantization=env.quantization,
-            device=env.device,
-            device_name=env.device_name,
         )
 
     def _relative(self, path: Path | None) -> str | None:
@@ -173,17 +170,11 @@ class JobRunner:
             trust_remote_code=self.settings.trust_remote_code,
         )
 
-    def _usage(self, started: float, device: str | None = None, device_name: str | None = None) -> dict[str, Any]:
-        """Cost of this attempt, added to what earlier attempts cost."""
-        if device is None or device_name is None:
-            device, device_name = pick_device()
+    def _usage(self, job: Job, started: float) -> dict[str, Any]:
+        """Cost of this attempt on the device recorded at claim, added to what earlier attempts cost."""
         seconds = time.monotonic() - started
-        return {
-            "gpu_seconds": Job.gpu_seconds + seconds,
-            "cost_usd": Job.cost_usd + cost_usd(self.settings, device, device_name, seconds),
-            "device": device,
-            "device_name": device_name,
-        }
+        price = cost_usd(self.settings, str(job.device), str(job.device_name), seconds)
+        return {"gpu_seconds": Job.gpu_seconds + seconds, "cost_usd": Job.cost_usd + price}
 
     def _requeue(self, job: Job, started: float, message: str, graceful: bool = False) -> str:
         def requeue(session: Session) -> Job:
@@ -195,7 +186,7 @@ class JobRunner:
                 message,
                 owner=self.worker_id,
                 **attempt,
-                **self._usage(started),
+                **self._usage(job, started),
             )
 
         try:
@@ -213,7 +204,7 @@ class JobRunner:
     def _finish(
         self, job: Job, started: float, status: JobStatus, message: str, details: str | None = None, **values: Any
     ) -> str:
-        usage = self._usage(started, values.pop("device", None), values.pop("device_name", None))
+        usage = self._usage(job, started)
 
         def finish(session: Session) -> Job:
             done = jobs.transition(
