@@ -6,11 +6,16 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from rq import Queue
 from sqlalchemy.orm import Session
 
-from core.db import session_factory
-from core.settings import Settings
+from core.api_keys import authenticate
+from core.db import session_factory, transaction
+from core.errors import AuthenticationFailed
+from core.settings import AuthMode, Settings
+
+bearer = HTTPBearer(auto_error=False, description="an API key from `tuneq keys create`")
 
 
 def get_settings(request: Request) -> Settings:
@@ -32,3 +37,29 @@ def get_queue(request: Request) -> Queue:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 QueueDep = Annotated[Queue, Depends(get_queue)]
+
+
+def tenant_of(settings: Settings, authorization: str | None) -> str:
+    """The tenant an ``Authorization`` header value stands for; AuthenticationFailed if none."""
+    if settings.auth is AuthMode.DISABLED:
+        return settings.open_tenant
+    scheme, _, secret = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise AuthenticationFailed("missing API key: send 'Authorization: Bearer tq_…' (create one: tuneq keys create)")
+    # Its own short transaction: routes open theirs, and the lookup must not hold one open across the request.
+    with transaction(settings.resolved_database_url) as session:
+        return authenticate(session, secret.strip())
+
+
+def current_tenant(
+    request: Request,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> str:
+    header = f"{credentials.scheme} {credentials.credentials}" if credentials else None
+    tenant = tenant_of(settings, header)
+    request.state.tenant = tenant
+    return tenant
+
+
+CurrentTenant = Annotated[str, Depends(current_tenant)]

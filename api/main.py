@@ -8,7 +8,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.body_limit import BodySizeLimit
 from api.errors import install_error_handlers
+from api.idempotency import IdempotencyKeys
 from api.routes import files, finetune, health
 from core.migrate import upgrade_database
 from core.queue import connect_redis, job_queue
@@ -38,6 +40,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="tuneq", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
+    # Outermost last: the size cap applies before an idempotent request's body is spooled.
+    app.add_middleware(IdempotencyKeys, settings=settings)
+    app.add_middleware(BodySizeLimit, settings=settings)
     app.include_router(health.router)
     app.include_router(files.router)
     app.include_router(finetune.router)

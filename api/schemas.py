@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints
+from fastapi import Path
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints, UrlConstraints
 
 from core.views import EventView, FileView, JobView, MetricView
 from trainer.config import Hyperparameters
 
-MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-MetadataValue = Annotated[str, StringConstraints(max_length=512)]
+# No control characters: they are never meaningful in these fields, and PostgreSQL refuses NUL in text.
+NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_CONTROL)]
+MetadataValue = Annotated[str, StringConstraints(max_length=512, pattern=NO_CONTROL)]
+Reference = Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=NO_CONTROL)]
+WebhookUrl = Annotated[AnyHttpUrl, UrlConstraints(max_length=2048)]
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+JobId = Annotated[str, Path(pattern=ID_PATTERN, description="a job id, ftjob-…")]
+FileId = Annotated[str, Path(pattern=ID_PATTERN, description="a file id, file-…")]
+Cursor = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 
 
 class FineTuneRequest(BaseModel):
@@ -18,15 +27,13 @@ class FineTuneRequest(BaseModel):
 
     base_model: Annotated[
         str,
-        StringConstraints(min_length=1, max_length=512, strip_whitespace=True),
-        Field(description="hub id (e.g. Qwen/Qwen3-8B) or a local model directory"),
+        StringConstraints(min_length=1, max_length=512, strip_whitespace=True, pattern=NO_CONTROL),
+        Field(description="hub id (e.g. Qwen/Qwen3-8B) or a model directory under the operator's model roots"),
     ]
-    training_file: Annotated[
-        str, StringConstraints(min_length=1, max_length=1024), Field(description="file id or path under the data root")
-    ]
-    validation_file: Annotated[str, StringConstraints(min_length=1, max_length=1024)] | None = None
+    training_file: Annotated[Reference, Field(description="file id (or, where allowed, a path in your datasets dir)")]
+    validation_file: Reference | None = None
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
-    webhook_url: AnyHttpUrl | None = None
+    webhook_url: WebhookUrl | None = None
     metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=16)] | None = None
     priority: Annotated[int, Field(ge=-100, le=100, description="higher runs sooner, within fair sharing")] = 0
     max_run_seconds: Annotated[int, Field(ge=1, le=30 * 24 * 3600, description="training time limit")] | None = None
@@ -35,6 +42,13 @@ class FineTuneRequest(BaseModel):
 class JobList(BaseModel):
     object: str = "list"
     data: list[JobView]
+    has_more: bool
+    next_cursor: str | None
+
+
+class FileList(BaseModel):
+    object: str = "list"
+    data: list[FileView]
     has_more: bool
     next_cursor: str | None
 
@@ -49,7 +63,3 @@ class MetricList(BaseModel):
 class EventList(BaseModel):
     object: str = "list"
     data: list[EventView]
-
-
-class FileOut(FileView):
-    pass

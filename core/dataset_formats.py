@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 MIN_EXAMPLES = 10
+MAX_LINE_BYTES = 16 << 20  # one example; longer lines are refused rather than read into memory whole
 CHAT_ROLES = frozenset({"system", "user", "assistant"})
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
 
@@ -135,30 +136,44 @@ def parse_example(row: dict[str, Any], fmt: DatasetFormat, line: int) -> Example
     return Example(text=_require_str(row, "text", line))
 
 
+def _decode_row(raw: bytes, number: int) -> dict[str, Any]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(
+            f"is not UTF-8 text (byte 0x{raw[exc.start]:02x} at position {exc.start}); save the file as UTF-8",
+            number,
+        ) from exc
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"is not valid JSON: {exc.msg} at column {exc.colno}", number) from exc
+    except RecursionError as exc:
+        raise DatasetError("is nested too deeply to be a training example", number) from exc
+    if not isinstance(row, dict):
+        raise DatasetError("each line must be a JSON object", number)
+    return row
+
+
 def _json_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """One row at a time: memory stays flat whatever the file's size."""
     with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise DatasetError(f"not valid JSON ({exc})", number) from exc
-            if not isinstance(row, dict):
-                raise DatasetError("each line must be a JSON object", number)
-            yield number, row
+        number = 0
+        while raw := handle.readline(MAX_LINE_BYTES + 1):
+            number += 1
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                raise DatasetError(f"is longer than {MAX_LINE_BYTES} bytes; one example per line", number)
+            if raw.strip():
+                yield number, _decode_row(raw, number)
 
 
-def read_examples(path: Path) -> tuple[DatasetFormat, list[Example], int]:
-    """Read and validate a JSONL file: (format, examples, number of lines).
+def iter_examples(path: Path) -> Iterator[tuple[DatasetFormat, int, Example]]:
+    """Validate a JSONL file row by row: (format, line number, example).
 
     The format is taken from the first row; every row must share it.
     """
     fmt: DatasetFormat | None = None
-    examples: list[Example] = []
-    lines = 0
     for number, row in _json_rows(path):
-        lines = number
         row_format = detect_format(row)
         if row_format is None:
             raise DatasetError(
@@ -170,15 +185,30 @@ def read_examples(path: Path) -> tuple[DatasetFormat, list[Example], int]:
             fmt = row_format
         elif row_format is not fmt:
             raise DatasetError(f"row is {row_format.value} but the file started as {fmt.value}", number)
-        examples.append(parse_example(row, fmt, number))
+        yield fmt, number, parse_example(row, fmt, number)
+
+
+def read_examples(path: Path) -> tuple[DatasetFormat, list[Example], int]:
+    """Read and validate a JSONL file: (format, examples, number of lines)."""
+    fmt: DatasetFormat | None = None
+    examples: list[Example] = []
+    lines = 0
+    for row_format, number, example in iter_examples(path):
+        fmt, lines = row_format, number
+        examples.append(example)
     if fmt is None:
         raise DatasetError("the file has no examples")
     return fmt, examples, lines
 
 
 def validate_dataset(path: Path, min_examples: int = MIN_EXAMPLES) -> DatasetSummary:
-    """Validate a dataset file as an upload would, returning its summary."""
-    fmt, examples, lines = read_examples(path)
-    if len(examples) < min_examples:
-        raise DatasetError(f"only {len(examples)} usable examples; at least {min_examples} are needed")
-    return DatasetSummary(format=fmt, lines=lines, examples=len(examples))
+    """Validate a dataset file as an upload would, returning its summary; streams the file."""
+    fmt: DatasetFormat | None = None
+    count = lines = 0
+    for row_format, number, _ in iter_examples(path):
+        fmt, lines, count = row_format, number, count + 1
+    if fmt is None:
+        raise DatasetError("the file has no examples")
+    if count < min_examples:
+        raise DatasetError(f"only {count} usable examples; at least {min_examples} are needed")
+    return DatasetSummary(format=fmt, lines=lines, examples=count)

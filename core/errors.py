@@ -38,5 +38,33 @@ class InvalidDataset(InvalidRequest):
         self.line = line
 
 
-class IllegalTransition(TuneqError):
+class Conflict(TuneqError):
+    """The request is valid but clashes with the current state of things."""
+
+    code = "conflict"
+
+
+class IllegalTransition(Conflict):
     code = "illegal_transition"
+
+
+class IdempotencyConflict(Conflict):
+    code = "idempotency_key_reused"
+
+
+class AuthenticationFailed(TuneqError):
+    code = "invalid_api_key"
+
+
+class PayloadTooLarge(TuneqError):
+    code = "payload_too_large"
+
+
+class QuotaExceeded(TuneqError):
+    """A per-tenant limit; ``retry_after`` is when trying again may succeed, in seconds."""
+
+    code = "quota_exceeded"
+
+    def __init__(self, message: str, retry_after: int, param: str | None = None) -> None:
+        super().__init__(message, param)
+        self.retry_after = retry_after

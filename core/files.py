@@ -7,13 +7,16 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from core.dataset_formats import DatasetError, DatasetSummary, validate_dataset
 from core.db import utcnow
 from core.errors import FileNotFound, InvalidDataset, InvalidRequest
 from core.ids import FILE_PREFIX, new_id
-from core.models import DEFAULT_TENANT, File
+from core.models import File
+from core.pages import Page
+from core.quotas import file_too_large, storage_exceeded, upload_allowance
 from core.settings import Settings
 
 CHUNK = 1 << 20
@@ -26,25 +29,33 @@ def _validated(path: Path, param: str) -> DatasetSummary:
         raise InvalidDataset(f"invalid dataset: {exc}", line=exc.line, param=param) from exc
 
 
-def store_upload(
-    session: Session, settings: Settings, filename: str, stream: BinaryIO, tenant: str = DEFAULT_TENANT
-) -> File:
+def _copy_within_limits(
+    stream: BinaryIO, target: Path, max_file: int | None, storage_left: int | None, stored_limit: int | None
+) -> tuple[int, str]:
+    """Stream the upload to ``target``; (size, sha256). Stops at the first byte over a limit."""
+    digest, size = hashlib.sha256(), 0
+    with target.open("wb") as out:
+        while chunk := stream.read(CHUNK):
+            size += len(chunk)
+            if max_file is not None and size > max_file:
+                raise file_too_large(max_file)
+            if storage_left is not None and stored_limit is not None and size > storage_left:
+                raise storage_exceeded(stored_limit)
+            digest.update(chunk)
+            out.write(chunk)
+    return size, digest.hexdigest()
+
+
+def store_upload(session: Session, settings: Settings, *, tenant: str, filename: str, stream: BinaryIO) -> File:
     """Copy an upload under the data root, refusing it (and keeping nothing) if it is not a usable dataset."""
+    max_file, storage_left = upload_allowance(session, settings, tenant)
     settings.files_dir.mkdir(parents=True, exist_ok=True)
     file_id = new_id(FILE_PREFIX)
     final = settings.files_dir / f"{file_id}.jsonl"
     partial = final.with_suffix(".partial")
-    digest, size = hashlib.sha256(), 0
     try:
-        with partial.open("wb") as out:
-            while chunk := stream.read(CHUNK):
-                size += len(chunk)
-                if size > settings.max_upload_bytes:
-                    raise InvalidRequest(
-                        f"file is larger than the limit of {settings.max_upload_bytes} bytes", param="file"
-                    )
-                digest.update(chunk)
-                out.write(chunk)
+        stored_limit = settings.limits_for(tenant).max_stored_bytes
+        size, sha256 = _copy_within_limits(stream, partial, max_file, storage_left, stored_limit)
         if size == 0:
             raise InvalidDataset("invalid dataset: the file is empty", param="file")
         summary = _validated(partial, "file")
@@ -56,7 +67,7 @@ def store_upload(
         tenant=tenant,
         filename=filename,
         bytes=size,
-        sha256=digest.hexdigest(),
+        sha256=sha256,
         format=summary.format.value,
         line_count=summary.lines,
         example_count=summary.examples,
@@ -67,23 +78,46 @@ def store_upload(
     return record
 
 
-def get_file(session: Session, file_id: str, tenant: str = DEFAULT_TENANT, param: str = "id") -> File:
+def get_file(session: Session, *, tenant: str, file_id: str, param: str = "id") -> File:
+    """A tenant's file; another tenant's id is as unknown as one that never existed."""
     record = session.get(File, file_id)
     if record is None or record.tenant != tenant:
         raise FileNotFound(f"no file with id {file_id!r}", param=param)
     return record
 
 
-def resolve_dataset(session: Session, settings: Settings, ref: str, param: str, tenant: str = DEFAULT_TENANT) -> str:
-    """A file id or a path under the data root -> the dataset's path relative to the data root."""
+def list_files(session: Session, *, tenant: str, limit: int, after: str | None = None) -> Page[File]:
+    """Newest first; ``after`` is the id of the last file of the previous page."""
+    query = select(File).where(File.tenant == tenant)
+    if after is not None:
+        cursor = get_file(session, tenant=tenant, file_id=after, param="after")
+        query = query.where(
+            or_(File.created_at < cursor.created_at, and_(File.created_at == cursor.created_at, File.id < cursor.id))
+        )
+    rows = session.scalars(query.order_by(File.created_at.desc(), File.id.desc()).limit(limit + 1)).all()
+    return Page(items=rows[:limit], has_more=len(rows) > limit)
+
+
+def file_path(settings: Settings, record: File) -> Path:
+    return settings.data_root / record.path
+
+
+def resolve_dataset(session: Session, settings: Settings, *, tenant: str, ref: str, param: str) -> str:
+    """A file id, or (if the operator allows it) a path in the tenant's datasets directory -> path under the root."""
     if ref.startswith(f"{FILE_PREFIX}-"):
-        return get_file(session, ref, tenant, param=param).path
+        return get_file(session, tenant=tenant, file_id=ref, param=param).path
+    if not settings.allow_path_datasets:
+        raise InvalidRequest(f"{param} must be a file id (file-…); upload datasets with POST /files", param=param)
     root = settings.data_root.resolve()
-    candidate = Path(ref)
-    path = (candidate if candidate.is_absolute() else root / candidate).resolve()
-    if not path.is_relative_to(root):
-        raise InvalidRequest(f"{param} {ref!r} is outside the data root; upload it with POST /files", param=param)
-    if not path.is_file():
-        raise FileNotFound(f"{param} {ref!r} does not exist under the data root", param=param)
+    allowed = settings.tenant_datasets_dir(tenant).resolve()
+    try:
+        path = (allowed / ref).resolve()  # an absolute ref replaces `allowed`, and is then checked like any other
+        inside, exists = path.is_relative_to(allowed), path.is_file()
+    except (OSError, ValueError) as exc:
+        raise InvalidRequest(f"{param} {ref!r} is not a usable path", param=param) from exc
+    if not inside:
+        raise InvalidRequest(f"{param} {ref!r} is outside this tenant's datasets directory", param=param)
+    if not exists:
+        raise FileNotFound(f"{param} {ref!r} does not exist in this tenant's datasets directory", param=param)
     _validated(path, param)
     return str(path.relative_to(root))

@@ -1,26 +1,39 @@
-"""The job service: create, read, and move jobs through their states.
+"""The job service: submit, read, cancel, requeue and finish jobs.
 
 Every status change goes through ``transition``, a single compare-and-set
 UPDATE, so two processes can never both move a job (and so never both run it).
+Each service function owns a change together with its consequences: the row,
+the event, and the queue message (sent only once the transaction commits).
+Functions a user reaches take ``tenant`` as a required keyword.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from redis.exceptions import RedisError
+from rq import Queue
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.base_models import check_base_model
-from core.db import utcnow
-from core.errors import IllegalTransition, InvalidRequest, JobNotFound
+from core.db import after_commit, utcnow
+from core.errors import IllegalTransition, JobNotFound
+from core.feasibility import check_fits_a_gpu
 from core.files import resolve_dataset
 from core.ids import JOB_PREFIX, new_id
-from core.models import DEFAULT_TENANT, Job, JobEvent, JobMetric
+from core.models import Job, JobEvent, JobMetric
+from core.pages import Page
+from core.queue import enqueue_job, remove_message
+from core.quotas import check_can_queue
 from core.settings import Settings
 from core.states import JobStatus, sources_of
+from core.url_guard import check_webhook_url
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -33,14 +46,6 @@ class NewJob:
     metadata: dict[str, Any] | None = None
     priority: int = 0
     max_run_seconds: int | None = None
-    tenant: str = DEFAULT_TENANT
-
-
-@dataclass
-class Page:
-    items: Sequence[Any]
-    has_more: bool
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def add_event(
@@ -49,18 +54,33 @@ def add_event(
     session.add(JobEvent(job_id=job_id, message=message, level=level, type="message", data=data))
 
 
-def create_job(session: Session, settings: Settings, new: NewJob) -> Job:
-    """Validate references and insert a queued job; the caller commits, then enqueues."""
-    base_model = check_base_model(new.base_model)
-    training_path = resolve_dataset(session, settings, new.training_file, param="training_file")
+def _enqueue_after_commit(session: Session, queue: Queue, settings: Settings, job_id: str) -> None:
+    def send() -> None:
+        # If Redis is down the job stays queued in the database and the reconciler enqueues it later.
+        try:
+            enqueue_job(queue, job_id, settings)
+        except RedisError:
+            log.warning("could not enqueue %s; it stays queued in the database", job_id)
+
+    after_commit(session, send)
+
+
+def submit_job(session: Session, settings: Settings, queue: Queue, *, tenant: str, new: NewJob) -> Job:
+    """Validate everything, insert a queued job with its event, and enqueue it once committed."""
+    check_can_queue(session, settings, tenant)
+    check_fits_a_gpu(new.hyperparameters)
+    base_model = check_base_model(settings, new.base_model)
+    if new.webhook_url is not None:
+        check_webhook_url(new.webhook_url, settings.allow_private_webhooks)
+    training_path = resolve_dataset(session, settings, tenant=tenant, ref=new.training_file, param="training_file")
     validation_path = (
-        resolve_dataset(session, settings, new.validation_file, param="validation_file")
+        resolve_dataset(session, settings, tenant=tenant, ref=new.validation_file, param="validation_file")
         if new.validation_file
         else None
     )
     job = Job(
         id=new_id(JOB_PREFIX),
-        tenant=new.tenant,
+        tenant=tenant,
         status=JobStatus.QUEUED,
         base_model=base_model,
         training_file=new.training_file,
@@ -84,15 +104,18 @@ def create_job(session: Session, settings: Settings, new: NewJob) -> Job:
     session.add(job)
     session.flush()
     add_event(session, job.id, "job created", data={"hyperparameters": new.hyperparameters})
+    _enqueue_after_commit(session, queue, settings, job.id)
     return job
 
 
-def request_cancel(session: Session, job_id: str, tenant: str = DEFAULT_TENANT) -> Job:
-    """Cancel a queued job now; ask a running one to stop at its next step."""
-    job = get_job(session, job_id, tenant)
+def cancel_job(session: Session, queue: Queue, *, tenant: str, job_id: str) -> Job:
+    """Cancel a queued job now (and drop its message); ask a running one to stop at its next step."""
+    job = get_job(session, tenant=tenant, job_id=job_id)
     if job.status == JobStatus.QUEUED:
         try:
-            return transition(session, job_id, JobStatus.CANCELLED, "cancelled while queued", finished_at=utcnow())
+            cancelled = transition(session, job_id, JobStatus.CANCELLED, "cancelled while queued", finished_at=utcnow())
+            after_commit(session, lambda: remove_message(queue, job_id))
+            return cancelled
         except IllegalTransition:
             session.refresh(job)  # claimed in the meantime: cancel it as a running job
     if job.status == JobStatus.RUNNING:
@@ -113,20 +136,19 @@ def heartbeat(session: Session, job_id: str) -> tuple[str, bool]:
     return job.status, job.cancel_requested_at is not None
 
 
-def get_job(session: Session, job_id: str, tenant: str = DEFAULT_TENANT) -> Job:
+def get_job(session: Session, *, tenant: str, job_id: str) -> Job:
+    """A tenant's job; another tenant's id is as unknown as one that never existed."""
     job = session.get(Job, job_id)
     if job is None or job.tenant != tenant:
         raise JobNotFound(f"no fine-tune job with id {job_id!r}", param="id")
     return job
 
 
-def list_jobs(session: Session, limit: int, after: str | None = None, tenant: str = DEFAULT_TENANT) -> Page:
+def list_jobs(session: Session, *, tenant: str, limit: int, after: str | None = None) -> Page[Job]:
     """Newest first; ``after`` is the id of the last job of the previous page."""
     query = select(Job).where(Job.tenant == tenant)
     if after is not None:
-        cursor = session.get(Job, after)
-        if cursor is None or cursor.tenant != tenant:
-            raise InvalidRequest(f"cursor {after!r} is not a job id of this account", param="after")
+        cursor = get_job(session, tenant=tenant, job_id=after)
         query = query.where(
             or_(Job.created_at < cursor.created_at, and_(Job.created_at == cursor.created_at, Job.id < cursor.id))
         )
@@ -167,11 +189,21 @@ def transition(
     return job
 
 
-def requeue_job(session: Session, job_id: str, message: str, owner: str, **values: Any) -> Job:
+def requeue_job(
+    session: Session, settings: Settings, queue: Queue, job_id: str, message: str, owner: str, **values: Any
+) -> Job:
     """Put a running job back on the queue, released by ``owner`` (a stopping or a lost worker)."""
-    return transition(
+    job = transition(
         session, job_id, JobStatus.QUEUED, message, owner=owner, worker_id=None, heartbeat_at=None, **values
     )
+    _enqueue_after_commit(session, queue, settings, job_id)
+    return job
+
+
+def finish_job(session: Session, job_id: str, status: JobStatus, message: str, owner: str, **values: Any) -> Job:
+    """End ``owner``'s run of a job in a terminal ``status``."""
+    assert status.is_terminal, status
+    return transition(session, job_id, status, message, owner=owner, finished_at=utcnow(), **values)
 
 
 def claim_job(session: Session, job_id: str, worker_id: str, **values: Any) -> Job | None:
@@ -207,7 +239,7 @@ def record_progress(session: Session, job_id: str, total_steps: int | None, **me
     session.execute(update(Job).where(Job.id == job_id).values(**progress).execution_options(synchronize_session=False))
 
 
-def job_metrics(session: Session, job_id: str, after_id: int | None, limit: int) -> Page:
+def job_metrics(session: Session, job_id: str, after_id: int | None, limit: int) -> Page[JobMetric]:
     query = select(JobMetric).where(JobMetric.job_id == job_id)
     if after_id is not None:
         query = query.where(JobMetric.id > after_id)
@@ -215,9 +247,16 @@ def job_metrics(session: Session, job_id: str, after_id: int | None, limit: int)
     return Page(items=rows[:limit], has_more=len(rows) > limit)
 
 
-def latest_metrics(session: Session, job_id: str) -> JobMetric | None:
-    query = select(JobMetric).where(JobMetric.job_id == job_id, JobMetric.loss.is_not(None))
-    return session.scalars(query.order_by(JobMetric.id.desc()).limit(1)).one_or_none()
+def latest_metrics(session: Session, job_ids: Sequence[str]) -> dict[str, JobMetric]:
+    """Each job's newest training-loss row, for a whole page of jobs in one query."""
+    if not job_ids:
+        return {}
+    newest = (
+        select(func.max(JobMetric.id))
+        .where(JobMetric.job_id.in_(job_ids), JobMetric.loss.is_not(None))
+        .group_by(JobMetric.job_id)
+    )
+    return {m.job_id: m for m in session.scalars(select(JobMetric).where(JobMetric.id.in_(newest)))}
 
 
 def job_events(session: Session, job_id: str) -> Sequence[JobEvent]:

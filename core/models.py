@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -14,8 +14,6 @@ from core.db import UTCDateTime, utcnow
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 # SQLite only autoincrements INTEGER PRIMARY KEY, not BIGINT.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
-
-DEFAULT_TENANT = "default"
 
 
 class Base(DeclarativeBase):
@@ -26,7 +24,7 @@ class File(Base):
     __tablename__ = "files"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    tenant: Mapped[str] = mapped_column(String(64), default=DEFAULT_TENANT, index=True)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
     filename: Mapped[str] = mapped_column(String(255))
     purpose: Mapped[str] = mapped_column(String(32), default="fine-tune")
     bytes: Mapped[int] = mapped_column(BigInteger)
@@ -47,7 +45,7 @@ class Job(Base):
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    tenant: Mapped[str] = mapped_column(String(64), default=DEFAULT_TENANT)
+    tenant: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))
     base_model: Mapped[str] = mapped_column(Text)
     training_file: Mapped[str] = mapped_column(Text, doc="file id or path, as submitted")
@@ -140,3 +138,32 @@ class Worker(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     current_job_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class ApiKey(Base):
+    """A tenant's API key; only its SHA-256 is kept (keys are 256-bit random, so a slow hash adds nothing)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str | None] = mapped_column(String(128))
+    prefix: Mapped[str] = mapped_column(String(16), unique=True, doc="the key's first characters, for lookup")
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class IdempotencyRecord(Base):
+    """The first response to a POST with an Idempotency-Key, replayed for a retry with the same body."""
+
+    __tablename__ = "idempotency_keys"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), doc="SHA-256 of method, path and body")
+    status_code: Mapped[int | None] = mapped_column(Integer, doc="None while the first request runs")
+    headers: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

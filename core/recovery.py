@@ -52,7 +52,7 @@ def _lost_time_charge(settings: Settings, job: Job) -> dict[str, Any]:
     return {"gpu_seconds": Job.gpu_seconds + seconds, "cost_usd": Job.cost_usd + price}
 
 
-def recover_lost_jobs(settings: Settings, report: RecoveryReport) -> None:
+def recover_lost_jobs(settings: Settings, queue: Queue, report: RecoveryReport) -> None:
     """Running jobs with a stale heartbeat go back to queued, or fail after max_attempts."""
     with transaction(settings.resolved_database_url) as session:
         stale = _stale_running_jobs(session, settings)
@@ -64,21 +64,20 @@ def recover_lost_jobs(settings: Settings, report: RecoveryReport) -> None:
                 # owner: only while the silent worker still holds it (another reaper may have acted already).
                 if job.attempt >= job.max_attempts:
                     message = f"{silent}; gave up after {job.attempt} attempts"
-                    jobs.transition(
+                    jobs.finish_job(
                         session,
                         job.id,
                         JobStatus.FAILED,
                         message,
-                        owner=job.worker_id,
+                        owner=str(job.worker_id),
                         error_code="worker_lost",
                         error_message=message,
-                        finished_at=utcnow(),
                         **charge,
                     )
                     report.failed.append(job.id)
                 else:
                     message = f"{silent}; requeued (attempt {job.attempt} of {job.max_attempts} used)"
-                    jobs.requeue_job(session, job.id, message, owner=str(job.worker_id), **charge)
+                    jobs.requeue_job(session, settings, queue, job.id, message, owner=str(job.worker_id), **charge)
                     report.requeued.append(job.id)
                 session.execute(
                     update(Worker).where(Worker.id == job.worker_id).values(status="lost", current_job_id=None)
@@ -105,10 +104,8 @@ def reenqueue_forgotten_jobs(settings: Settings, queue: Queue, report: RecoveryR
 
 def run_recovery(settings: Settings, queue: Queue) -> RecoveryReport:
     report = RecoveryReport()
-    recover_lost_jobs(settings, report)
+    recover_lost_jobs(settings, queue, report)
     reenqueue_forgotten_jobs(settings, queue, report)
-    for job_id in report.requeued:
-        enqueue_job(queue, job_id, settings)
     if report.requeued or report.failed or report.reenqueued:
         log.info("recovery: %s", report)
     return report

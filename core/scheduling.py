@@ -6,6 +6,7 @@ Policy, in order:
 2. among those, the tenant served least recently first (round robin, so a
    burst from one tenant is interleaved with everyone else's jobs);
 3. higher ``priority`` first, then oldest first.
+Tenants already running their ``max_running_jobs`` are passed over.
 A tenant's priority therefore orders its own jobs and breaks ties between
 tenants; it never lets one tenant starve another.
 """
@@ -19,12 +20,14 @@ from sqlalchemy.orm import Session
 
 from core import jobs
 from core.models import Job
+from core.quotas import tenants_at_running_limit
+from core.settings import Settings
 from core.states import JobStatus
 
 CANDIDATES = 8  # claims race; a loser tries the next candidate instead of re-querying
 
 
-def next_candidates(session: Session, limit: int = CANDIDATES) -> list[str]:
+def next_candidates(session: Session, settings: Settings, limit: int = CANDIDATES) -> list[str]:
     usage = (
         select(
             Job.tenant.label("tenant"),
@@ -38,6 +41,7 @@ def next_candidates(session: Session, limit: int = CANDIDATES) -> list[str]:
         select(Job.id)
         .join(usage, usage.c.tenant == Job.tenant)
         .where(Job.status == JobStatus.QUEUED.value)
+        .where(Job.tenant.not_in(tenants_at_running_limit(session, settings)))
         .order_by(
             usage.c.running.asc(),
             usage.c.last_started.asc().nulls_first(),
@@ -50,9 +54,9 @@ def next_candidates(session: Session, limit: int = CANDIDATES) -> list[str]:
     return list(session.scalars(query))
 
 
-def claim_next_job(session: Session, worker_id: str, **values: Any) -> Job | None:
-    """Claim the best queued job for ``worker_id`` (see ``jobs.claim_job``); None when nothing is queued."""
-    for job_id in next_candidates(session):
+def claim_next_job(session: Session, settings: Settings, worker_id: str, **values: Any) -> Job | None:
+    """Claim the best queued job for ``worker_id`` (see ``jobs.claim_job``); None when nothing may run."""
+    for job_id in next_candidates(session, settings):
         claimed = jobs.claim_job(session, job_id, worker_id, **values)
         if claimed is not None:
             return claimed

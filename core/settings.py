@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # On-demand list prices in USD per GPU-hour, matched by substring of the CUDA
@@ -20,6 +21,23 @@ DEFAULT_GPU_PRICES_PER_HOUR: dict[str, float] = {
     "RTX 4090": 0.40,
     "T4": 0.35,
 }
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+class AuthMode(StrEnum):
+    REQUIRED = "required"  # every route but health and docs needs an API key
+    DISABLED = "disabled"  # open, loopback only: one box, one user (never the default)
+
+
+class TenantLimits(BaseModel):
+    """Per-tenant quotas; ``None`` means unlimited."""
+
+    max_queued_jobs: int | None = Field(default=100, ge=0, description="queued jobs; more answer 429")
+    max_running_jobs: int | None = Field(default=None, ge=1, description="running at once; more wait in the queue")
+    max_upload_bytes: int | None = Field(default=1 << 30, ge=1, description="size of one uploaded file")
+    max_stored_bytes: int | None = Field(default=50 << 30, ge=0, description="all of a tenant's files together")
 
 
 class Settings(BaseSettings):
@@ -40,7 +58,26 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
     webhook_attempts: int = Field(default=3, ge=1)
     trust_remote_code: bool = Field(default=False, description="let model repos run their own Python code")
-    max_upload_bytes: int = Field(default=1 << 30, ge=1)
+    auth: AuthMode = Field(default=AuthMode.REQUIRED, description="'disabled' runs open, and only on loopback")
+    open_tenant: str = Field(default="default", description="the tenant every request acts as when auth is disabled")
+    tenant_limits: TenantLimits = Field(default_factory=TenantLimits, description="quotas of every tenant")
+    tenant_limit_overrides: dict[str, TenantLimits] = Field(
+        default_factory=dict, description='per-tenant quotas, e.g. {"acme": {"max_queued_jobs": 500}}'
+    )
+    model_roots: list[Path] | None = Field(
+        default=None, description="directories base models may be loaded from; unset = <data root>/models"
+    )
+    base_model_allowlist: list[str] | None = Field(
+        default=None, description="fnmatch patterns of hub ids jobs may name (e.g. 'Qwen/*'); unset = any"
+    )
+    allow_path_datasets: bool = Field(
+        default=False, description="let jobs name dataset files under <data root>/tenants/<tenant>/datasets"
+    )
+    allow_private_webhooks: bool = Field(
+        default=False, description="let webhooks reach loopback, private and link-local addresses"
+    )
+    max_request_body_bytes: int = Field(default=1 << 20, ge=1024, description="JSON request bodies; uploads excepted")
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60, description="how long an Idempotency-Key holds")
     heartbeat_interval_seconds: float = Field(default=5.0, gt=0, description="how often a running job beats")
     heartbeat_stale_seconds: float = Field(default=60.0, gt=0, description="silence after which a worker is lost")
     max_attempts: int = Field(default=3, ge=1, description="runs of a job before a lost worker fails it")
@@ -63,6 +100,24 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_root / 'tuneq.db').resolve()}"
+
+    def check_bind(self, host: str) -> None:
+        """Refuse to serve an open (unauthenticated) API anywhere but loopback."""
+        if self.auth is AuthMode.DISABLED and host not in LOOPBACK_HOSTS:
+            raise ValueError(
+                f"TUNEQ_AUTH=disabled serves without API keys, so only on loopback, not on {host!r}; "
+                "create keys (tuneq keys create) and unset TUNEQ_AUTH"
+            )
+
+    def limits_for(self, tenant: str) -> TenantLimits:
+        return self.tenant_limit_overrides.get(tenant, self.tenant_limits)
+
+    @property
+    def resolved_model_roots(self) -> list[Path]:
+        return [root.resolve() for root in (self.model_roots or [self.data_root / "models"])]
+
+    def tenant_datasets_dir(self, tenant: str) -> Path:
+        return self.data_root / "tenants" / tenant / "datasets"
 
     @property
     def files_dir(self) -> Path:

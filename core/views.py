@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
+from pathlib import PurePosixPath as Path
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -76,7 +76,7 @@ class JobView(BaseModel):
     cost: CostView
     environment: EnvironmentView | None
     error: ErrorView | None
-    adapter_dir: str | None
+    adapter: str | None  # artifact name within the job ("adapter"); never a server path
     result: dict[str, Any] | None
 
 
@@ -105,7 +105,7 @@ def metric_view(metric: JobMetric) -> MetricView:
     return MetricView.model_validate(metric, from_attributes=True)
 
 
-def job_view(job: Job, latest: JobMetric | None, data_root: Path) -> JobView:
+def job_view(job: Job, latest: JobMetric | None) -> JobView:
     percent = round(100.0 * job.step / job.total_steps, 1) if job.total_steps else None
     return JobView(
         id=job.id,
@@ -130,7 +130,7 @@ def job_view(job: Job, latest: JobMetric | None, data_root: Path) -> JobView:
         cost=CostView(gpu_seconds=job.gpu_seconds, cost_usd=job.cost_usd),
         environment=EnvironmentView.model_validate(job, from_attributes=True) if job.device else None,
         error=ErrorView(code=job.error_code, message=job.error_message or "") if job.error_code else None,
-        adapter_dir=str((data_root / job.adapter_path).resolve()) if job.adapter_path else None,
+        adapter=Path(job.adapter_path).name if job.adapter_path else None,
         result=job.result,
     )
 

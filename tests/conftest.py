@@ -7,10 +7,12 @@ TUNEQ_TEST_DATABASE_URL / TUNEQ_TEST_REDIS_URL.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ import pytest
 import redis
 from sqlalchemy import text
 
-from core.db import engine_for
+from core.db import engine_for, transaction
 from core.migrate import upgrade_database
 from core.settings import Settings, get_settings
 from tuneq.processes import Service, start_worker
@@ -31,7 +33,8 @@ REDIS_URL = os.environ.get("TUNEQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 # Every test run gets its own schema, so parallel runs and other users of the database do not collide.
 SCHEMA = f"tuneq_test_{os.getpid()}"
 PG_URL = f"{PG_BASE_URL}{'&' if '?' in PG_BASE_URL else '?'}options=-csearch_path%3D{SCHEMA}"
-TABLES = ("job_metrics", "job_events", "jobs", "files", "workers")
+TABLES = ("job_metrics", "job_events", "jobs", "files", "workers", "api_keys", "idempotency_keys")
+TENANT = "acme"  # the tenant of the `client` fixture's key
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
@@ -88,9 +91,16 @@ def clean_db(database_url: str) -> str:
 
 
 @pytest.fixture
-def settings(clean_db: str, redis_client: redis.Redis, redis_url: str, tmp_path: Path) -> Iterator[Settings]:
+def settings(
+    clean_db: str, redis_client: redis.Redis, redis_url: str, tmp_path: Path, tiny_model: Path
+) -> Iterator[Settings]:
     """Settings for one test: real services, a fresh data root and a queue of its own."""
     values = {
+        "TUNEQ_MODEL_ROOTS": json.dumps([str(tiny_model.parent)]),
+        # No hub here: an uncached hub id fails at once instead of after ~45 s of retries.
+        "HF_HUB_OFFLINE": "1",
+        # Test receivers listen on loopback; tests of the guard turn this off again.
+        "TUNEQ_ALLOW_PRIVATE_WEBHOOKS": "true",
         "TUNEQ_DATABASE_URL": clean_db,
         "TUNEQ_REDIS_URL": redis_url,
         "TUNEQ_DATA_ROOT": str(tmp_path / "data"),
@@ -139,11 +149,10 @@ FAST_HYPERPARAMETERS = {
 }
 
 
-@pytest.fixture
-def api_url(settings: Settings) -> Iterator[str]:
+@contextmanager
+def serve(settings: Settings, app: Any = None) -> Iterator[str]:
     """The real app served by uvicorn on a free loopback port, in a thread of this process."""
     import threading
-    import time
 
     import uvicorn
 
@@ -151,22 +160,65 @@ def api_url(settings: Settings) -> Iterator[str]:
     from tuneq.processes import free_port
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    config = uvicorn.Config(app or create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
-        assert time.monotonic() < deadline, "API did not start"
+        assert thread.is_alive() and time.monotonic() < deadline, "API did not start"
         time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 @pytest.fixture
-def client(api_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api_url, timeout=30) as http:
+def api_url(settings: Settings) -> Iterator[str]:
+    with serve(settings) as url:
+        yield url
+
+
+def create_api_key(settings: Settings, tenant: str) -> str:
+    from core.api_keys import create_key
+
+    with transaction(settings.resolved_database_url) as session:
+        return create_key(session, tenant, "tests").secret
+
+
+def api_client(api_url: str, key: str | None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.Client(base_url=api_url, timeout=30, headers=headers)
+
+
+@pytest.fixture
+def api_key(settings: Settings) -> str:
+    """A key of tenant ``acme``."""
+    return create_api_key(settings, TENANT)
+
+
+@pytest.fixture
+def client(api_url: str, api_key: str) -> Iterator[httpx.Client]:
+    """An HTTP client authenticated as tenant ``acme``."""
+    with api_client(api_url, api_key) as http:
         yield http
+
+
+def submit_in_database(
+    settings: Settings, tenant: str, model: Path, dataset: Path, priority: int = 0, **hyperparameters: Any
+) -> str:
+    """Upload ``dataset`` and submit a job through the service layer, without HTTP."""
+    from core import files, jobs
+    from core.queue import job_queue
+
+    with transaction(settings.resolved_database_url) as session, dataset.open("rb") as handle:
+        record = files.store_upload(session, settings, tenant=tenant, filename=dataset.name, stream=handle)
+    queue = job_queue(redis.Redis.from_url(str(settings.redis_url)), settings)
+    new = jobs.NewJob(str(model), record.id, dict(hyperparameters), priority=priority)
+    with transaction(settings.resolved_database_url) as session:
+        return jobs.submit_job(session, settings, queue, tenant=tenant, new=new).id
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from core.settings import Settings
 from tests.conftest import FAST_HYPERPARAMETERS, wait_for_terminal
 from tuneq.processes import Service
 from tuneq.webhook_receiver import WebhookReceiver
@@ -16,6 +17,7 @@ from tuneq.webhook_receiver import WebhookReceiver
 
 @pytest.mark.slow
 def test_job_trains_tiny_model_to_success_through_api_queue_and_worker(
+    settings: Settings,
     client: httpx.Client,
     worker: Service,
     receiver: WebhookReceiver,
@@ -54,7 +56,8 @@ def test_job_trains_tiny_model_to_success_through_api_queue_and_worker(
     assert all(m["tokens_per_second"] is None or m["tokens_per_second"] > 0 for m in metrics)
     assert all(m["peak_memory_bytes"] > 0 for m in metrics)
 
-    adapter = Path(job["adapter_dir"])
+    assert job["adapter"] == "adapter"  # an artifact name, never a server path
+    adapter = settings.jobs_dir / job["id"] / job["adapter"]
     assert (adapter / "adapter_model.safetensors").is_file()
     assert (adapter / "adapter_config.json").is_file()
     assert (adapter / "tokenizer.json").is_file()

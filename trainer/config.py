@@ -17,9 +17,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, StringConstraints
 
 Auto = Literal["auto"]
+ModuleName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.*-]+$")]
 AUTO: Auto = "auto"
 
 
@@ -52,7 +53,7 @@ class Hyperparameters:
     lora_alpha: Annotated[int, Field(ge=1, le=4096, description="LoRA scaling numerator")] = 32
     lora_dropout: Annotated[float, Field(ge=0, lt=1, description="dropout on the LoRA path")] = 0.05
     target_modules: Annotated[
-        Literal["all-linear"] | list[str],
+        Literal["all-linear"] | Annotated[list[ModuleName], Field(min_length=1, max_length=64)],
         Field(description="'all-linear', or the names of the layers that get adapters, e.g. ['q_proj', 'v_proj']"),
     ] = "all-linear"
     max_seq_length: Annotated[int, Field(ge=16, le=131072, description="tokens per packed row")] = 1024

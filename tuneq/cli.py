@@ -24,7 +24,13 @@ def api(
     from tuneq.runtime import resolved_settings
 
     with resolved_settings() as settings:
-        uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port)
+        bind = host or settings.api_host
+        try:
+            settings.check_bind(bind)
+        except ValueError as exc:
+            typer.echo(f"refusing to start: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        uvicorn.run(create_app(settings), host=bind, port=port or settings.api_port)
 
 
 @app.command()
@@ -75,6 +81,60 @@ def migrate() -> None:
     from core.settings import get_settings
 
     upgrade_database(get_settings().resolved_database_url)
+
+
+keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="the tenant the key acts for, e.g. acme")],
+    name: Annotated[str | None, typer.Option(help="a label, e.g. ci")] = None,
+) -> None:
+    """Create an API key and print it; only its hash is kept, so it cannot be shown again."""
+    from core.api_keys import create_key
+    from core.db import transaction
+    from core.migrate import upgrade_database
+    from core.settings import get_settings
+
+    settings = get_settings()
+    if settings.auto_migrate:
+        upgrade_database(settings.resolved_database_url)
+    with transaction(settings.resolved_database_url) as session:
+        created = create_key(session, tenant, name)
+        typer.echo(f"{created.secret}")
+        typer.echo(f"key id {created.record.id} for tenant {tenant}; store it now, it is not shown again", err=True)
+
+
+@keys_app.command("list")
+def keys_list(tenant: Annotated[str | None, typer.Option(help="only this tenant's keys")] = None) -> None:
+    """List keys (ids, tenants, names, prefixes; never the keys themselves)."""
+    from core.api_keys import list_keys
+    from core.db import transaction
+    from core.settings import get_settings
+
+    with transaction(get_settings().resolved_database_url) as session:
+        for key in list_keys(session, tenant):
+            state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+            typer.echo(f"{key.id}  {key.tenant}  {key.name or '-'}  {key.prefix}…  {state}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key's id (key-…), from tuneq keys list")]) -> None:
+    """Revoke a key; requests with it are refused from now on."""
+    from core.api_keys import revoke_key
+    from core.db import transaction
+    from core.errors import NotFound
+    from core.settings import get_settings
+
+    try:
+        with transaction(get_settings().resolved_database_url) as session:
+            revoke_key(session, key_id)
+    except NotFound as exc:
+        typer.echo(exc.message, err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"revoked {key_id}")
 
 
 @app.command("make-tiny-model")

@@ -11,7 +11,9 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from core.settings import get_settings
+from core.api_keys import create_key
+from core.db import transaction
+from core.settings import Settings, get_settings
 from tuneq.processes import Service, start_api, start_worker
 from tuneq.runtime import resolved_settings
 from tuneq.webhook_receiver import WebhookReceiver
@@ -63,7 +65,7 @@ def _report(client: httpx.Client, job: dict[str, Any], receiver: WebhookReceiver
     console.print(f"ran on {env.get('device_name')} ({env.get('quantization')}, {env.get('dtype')})")
     console.print(f"trained tokens {job['trained_tokens']:,}")
     console.print(f"cost {job['cost']['gpu_seconds']:.1f} device-seconds = ${job['cost']['cost_usd']:.6f}")
-    console.print(f"adapter {job['adapter_dir']} (with a model card README.md)")
+    console.print(f"artifact {job['adapter']!r} of the job: the LoRA adapter, with a model card README.md")
     for sample in (job["result"] or {}).get("samples", [])[:2]:
         console.print(f"sample generation: {sample['completion']!r} (reference: {sample['reference']!r})")
     hooks = receiver.wait_for(1, timeout=30)
@@ -72,9 +74,16 @@ def _report(client: httpx.Client, job: dict[str, Any], receiver: WebhookReceiver
     return job["status"] == "succeeded" and len(hooks) == 1 and bool(losses) and losses[-1] < losses[0]
 
 
+def _create_key(settings: Settings) -> str:
+    with transaction(settings.resolved_database_url) as session:
+        return create_key(session, "demo", "make demo").secret
+
+
 def run_demo(data_root: Path) -> int:
     shutil.rmtree(data_root, ignore_errors=True)
     os.environ["TUNEQ_DATA_ROOT"] = str(data_root.resolve())
+    # The demo's webhook receiver listens on loopback, which real deployments refuse.
+    os.environ["TUNEQ_ALLOW_PRIVATE_WEBHOOKS"] = "true"
     get_settings.cache_clear()
     from trainer.sample_data import write_sample_dataset
     from trainer.tiny_model import make_tiny_model
@@ -93,7 +102,10 @@ def run_demo(data_root: Path) -> int:
             services.append(api)
             services.append(start_worker(logs))
             console.print(f"API on {base_url}, one worker started (logs in {logs})")
-            with httpx.Client(base_url=base_url, timeout=30) as client, dataset.open("rb") as handle:
+            key = _create_key(settings)
+            console.print(f"created API key {key[:12]}… for tenant 'demo' (tuneq keys create --tenant demo)")
+            auth = {"Authorization": f"Bearer {key}"}
+            with httpx.Client(base_url=base_url, timeout=30, headers=auth) as client, dataset.open("rb") as handle:
                 uploaded = client.post("/files", files={"file": (dataset.name, handle)}).raise_for_status().json()
                 console.print(f"uploaded {uploaded['id']}: {uploaded['example_count']} {uploaded['format']} examples")
                 body = {

@@ -13,13 +13,14 @@ from sqlalchemy.orm import Session
 
 from core import jobs, workers
 from core.cost import cost_usd
-from core.db import run_with_retry, utcnow
-from core.errors import IllegalTransition
+from core.db import run_with_retry
+from core.errors import IllegalTransition, TuneqError
 from core.models import Job
-from core.queue import connect_redis, enqueue_job, job_queue
+from core.queue import connect_redis, job_queue
 from core.scheduling import claim_next_job
 from core.settings import Settings
 from core.states import JobStatus
+from core.url_guard import check_webhook_url
 from core.views import job_view
 from core.webhooks import deliver, job_event
 from trainer.config import Hyperparameters, RunSpec
@@ -54,7 +55,9 @@ class JobRunner:
     def run(self, hint_job_id: str) -> str:
         """Take the best queued job (usually, but not always, ``hint_job_id``) and run it."""
         device, device_name = pick_device()
-        job: Job | None = self._db(lambda s: claim_next_job(s, self.worker_id, device=device, device_name=device_name))
+        job: Job | None = self._db(
+            lambda s: claim_next_job(s, self.settings, self.worker_id, device=device, device_name=device_name)
+        )
         if job is None:
             log.info("nothing to claim for message %s; dropping it", hint_job_id)
             return "skipped"
@@ -115,7 +118,7 @@ class JobRunner:
             adapter_path=self._relative(result.adapter_dir),
             # resolved: "auto" replaced by the values that ran
             hyperparameters=TypeAdapter(Hyperparameters).dump_python(result.hyperparameters, mode="json"),
-            result=self._result_summary(result),
+            result=self._result_summary(job, result),
             trained_tokens=result.trained_tokens,
             dtype=env.dtype,
             quantization=env.quantization,
@@ -124,15 +127,20 @@ class JobRunner:
     def _relative(self, path: Path | None) -> str | None:
         return str(path.relative_to(self.settings.data_root)) if path is not None else None
 
-    def _result_summary(self, result: TrainResult) -> dict[str, Any]:
+    @staticmethod
+    def _artifact(job: Job, path: Path | None) -> str | None:
+        """A name within the job's output (``merged``, ``checkpoints/checkpoint-12``), as views show it."""
+        return path.as_posix().split(f"/{job.id}/", 1)[-1] if path is not None else None
+
+    def _result_summary(self, job: Job, result: TrainResult) -> dict[str, Any]:
         return {
             "steps": result.steps,
             "final_loss": result.final_loss,
             "final_eval_loss": result.final_eval_loss,
             "final_eval_token_accuracy": result.final_eval_token_accuracy,
             "samples": result.samples,
-            "merged_dir": self._relative(result.merged_dir),
-            "last_checkpoint": self._relative(result.last_checkpoint),
+            "merged": self._artifact(job, result.merged_dir),
+            "last_checkpoint": self._artifact(job, result.last_checkpoint),
         }
 
     def _stopped(
@@ -177,11 +185,15 @@ class JobRunner:
         return {"gpu_seconds": Job.gpu_seconds + seconds, "cost_usd": Job.cost_usd + price}
 
     def _requeue(self, job: Job, started: float, message: str, graceful: bool = False) -> str:
+        queue = job_queue(connect_redis(self.settings), self.settings)
+
         def requeue(session: Session) -> Job:
             # A graceful stop is not the job's fault: it does not use up an attempt.
             attempt = {"attempt": Job.attempt - 1} if graceful else {}
             return jobs.requeue_job(
                 session,
+                self.settings,
+                queue,
                 job.id,
                 message,
                 owner=self.worker_id,
@@ -194,11 +206,6 @@ class JobRunner:
         except IllegalTransition as exc:
             log.warning("could not requeue %s: %s", job.id, exc)
             return "lost"
-        # If Redis is down now, the reconciler enqueues it later: the row says queued.
-        try:
-            enqueue_job(job_queue(connect_redis(self.settings), self.settings), job.id, self.settings)
-        except Exception:
-            log.exception("could not enqueue %s after requeue; the reconciler will", job.id)
         return JobStatus.QUEUED.value
 
     def _finish(
@@ -207,9 +214,7 @@ class JobRunner:
         usage = self._usage(job, started)
 
         def finish(session: Session) -> Job:
-            done = jobs.transition(
-                session, job.id, status, message, owner=self.worker_id, finished_at=utcnow(), **usage, **values
-            )
+            done = jobs.finish_job(session, job.id, status, message, owner=self.worker_id, **usage, **values)
             if details and status is JobStatus.FAILED:
                 jobs.add_event(session, job.id, "traceback", level="error", data={"traceback": details})
             return done
@@ -225,7 +230,13 @@ class JobRunner:
     def _notify(self, job: Job) -> None:
         if not job.webhook_url:
             return
-        view = self._db(lambda s: job_view(job, jobs.latest_metrics(s, job.id), Path(self.settings.data_root)))
+        try:  # again at send time: the name may resolve elsewhere now
+            check_webhook_url(job.webhook_url, self.settings.allow_private_webhooks)
+        except TuneqError as exc:
+            refusal = f"webhook not sent: {exc.message}"
+            self._db(lambda s: jobs.add_event(s, job.id, refusal, level="warning"))
+            return
+        view = self._db(lambda s: job_view(job, jobs.latest_metrics(s, [job.id]).get(job.id)))
         outcome = deliver(
             job.webhook_url, job_event(view), self.settings.webhook_attempts, self.settings.webhook_timeout_seconds
         )

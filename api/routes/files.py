@@ -1,24 +1,52 @@
-"""Dataset uploads."""
+"""Dataset uploads: upload, list, read, download."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, UploadFile
+from typing import Annotated
 
-from api.deps import SessionDep, SettingsDep
+from fastapi import APIRouter, Query, UploadFile
+from fastapi.responses import FileResponse
+
+from api.deps import CurrentTenant, SessionDep, SettingsDep
+from api.errors import ERROR_RESPONSES
+from api.schemas import Cursor, FileId, FileList
 from core import files
 from core.views import FileView, file_view
 
-router = APIRouter(prefix="/files", tags=["files"])
+router = APIRouter(prefix="/files", tags=["files"], responses=ERROR_RESPONSES)
 
 
 @router.post("", status_code=201, response_model=FileView)
-def upload_file(file: UploadFile, session: SessionDep, settings: SettingsDep) -> FileView:
+def upload_file(file: UploadFile, tenant: CurrentTenant, session: SessionDep, settings: SettingsDep) -> FileView:
     """Upload a JSONL dataset; it is validated before it is kept."""
     with session.begin():
-        record = files.store_upload(session, settings, file.filename or "upload.jsonl", file.file)
+        record = files.store_upload(
+            session, settings, tenant=tenant, filename=file.filename or "upload.jsonl", stream=file.file
+        )
     return file_view(record)
 
 
+@router.get("", response_model=FileList)
+def list_files(
+    tenant: CurrentTenant,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    after: Annotated[Cursor | None, Query(description="id of the last file of the previous page")] = None,
+) -> FileList:
+    page = files.list_files(session, tenant=tenant, limit=limit, after=after)
+    data = [file_view(record) for record in page.items]
+    return FileList(data=data, has_more=page.has_more, next_cursor=data[-1].id if page.has_more else None)
+
+
 @router.get("/{file_id}", response_model=FileView)
-def get_file(file_id: str, session: SessionDep) -> FileView:
-    return file_view(files.get_file(session, file_id))
+def get_file(file_id: FileId, tenant: CurrentTenant, session: SessionDep) -> FileView:
+    return file_view(files.get_file(session, tenant=tenant, file_id=file_id))
+
+
+@router.get("/{file_id}/content", response_class=FileResponse)
+def get_file_content(
+    file_id: FileId, tenant: CurrentTenant, session: SessionDep, settings: SettingsDep
+) -> FileResponse:
+    """The uploaded bytes, as stored."""
+    record = files.get_file(session, tenant=tenant, file_id=file_id)
+    return FileResponse(files.file_path(settings, record), media_type="application/jsonl", filename=record.filename)

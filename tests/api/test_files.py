@@ -63,3 +63,40 @@ def test_unknown_file_is_404(client: httpx.Client) -> None:
     response = client.get("/files/file-doesnotexist")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "file_not_found"
+
+
+def test_deeply_nested_and_undecodable_lines_are_explained_as_4xx(client: httpx.Client, settings: Settings) -> None:
+    nested = _valid_lines(12)
+    nested[3] = '{"messages": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    deep = _upload(client, "\n".join(nested).encode())
+    assert deep.status_code == 422 and "line 4" in deep.json()["error"]["message"]
+    assert "nested too deeply" in deep.json()["error"]["message"]
+    undecodable = _upload(client, "\n".join(_valid_lines(12)).encode().replace(b"hello", b"h\xffllo", 1))
+    message = undecodable.json()["error"]["message"]
+    assert undecodable.status_code == 422 and "line 1" in message
+    assert "not UTF-8 text" in message and "0xff" in message and "codec" not in message
+    assert count_rows(settings.resolved_database_url, "files") == 0
+
+
+def test_validation_streams_so_memory_stays_flat_for_a_large_file(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    big = tmp_path / "big.jsonl"
+    row = json.dumps(
+        {"messages": [{"role": "user", "content": "q" * 200}, {"role": "assistant", "content": "a" * 200}]}
+    )
+    with big.open("w") as out:
+        for _ in range(200_000):  # ~95 MB, ~190 MB as Python objects if held at once
+            out.write(row + "\n")
+    probe = (
+        "import resource, sys; from core.dataset_formats import validate_dataset; from pathlib import Path; "
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+        "summary = validate_dataset(Path(sys.argv[1])); "
+        "print(summary.examples, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)"
+    )
+    examples, grown_kib = subprocess.run(
+        [sys.executable, "-c", probe, str(big)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert int(examples) == 200_000
+    assert int(grown_kib) < 30 * 1024  # the file is ~95 MB; a streaming check stays near its start-up size

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from core.settings import Settings
-from tests.conftest import count_rows, queue_length
+from tests.conftest import TENANT, api_client, count_rows, queue_length, serve
 
 
 def _submit(client: httpx.Client, tiny_model: Path, training_file: str, **extra: Any) -> httpx.Response:
@@ -38,13 +38,16 @@ def test_submit_answers_202_with_location_and_enqueues(
     assert fetched["progress"]["step"] == 0 and fetched["error"] is None
 
 
-def test_training_file_may_be_a_path_under_the_data_root(
-    client: httpx.Client, settings: Settings, tiny_model: Path, sample_dataset: Path
+def test_training_file_is_a_file_id_unless_the_operator_allows_paths(
+    client: httpx.Client, api_key: str, settings: Settings, tiny_model: Path, sample_dataset: Path
 ) -> None:
-    target = settings.data_root / "datasets" / "capitals.jsonl"
+    target = settings.tenant_datasets_dir(TENANT) / "capitals.jsonl"
     target.parent.mkdir(parents=True)
     target.write_bytes(sample_dataset.read_bytes())
-    response = _submit(client, tiny_model, "datasets/capitals.jsonl")
+    refused = _submit(client, tiny_model, "capitals.jsonl")
+    assert refused.status_code == 400 and "file id" in refused.json()["error"]["message"]
+    with serve(settings.model_copy(update={"allow_path_datasets": True})) as url, api_client(url, api_key) as open_:
+        response = _submit(open_, tiny_model, "capitals.jsonl")
     assert response.status_code == 202, response.text
 
 
@@ -81,12 +84,21 @@ BAD_BODIES: list[tuple[str, dict[str, Any], str]] = [
     ("bad quantization", {"hyperparameters": {"quantization": "int3"}}, "quantization"),
     ("bad webhook url", {"webhook_url": "not a url"}, "webhook_url"),
     ("unknown file id", {"training_file": "file-doesnotexist"}, "training_file"),
-    ("path outside the data root", {"training_file": "../../etc/passwd"}, "outside the data root"),
-    ("absolute path outside the data root", {"training_file": "/etc/passwd"}, "outside the data root"),
-    ("missing path", {"training_file": "nope/missing.jsonl"}, "does not exist"),
+    ("path reference while paths are off", {"training_file": "../../etc/passwd"}, "file id"),
+    ("absolute path while paths are off", {"training_file": "/etc/passwd"}, "file id"),
     ("unknown validation file", {"validation_file": "file-nope"}, "validation_file"),
     ("bad base model id", {"base_model": "not a model id!"}, "base_model"),
-    ("base model dir without config", {"base_model": "/tmp"}, "config.json"),
+    ("base model dir outside the model roots", {"base_model": "/tmp"}, "model root"),
+    ("model root without config.json", {"base_model": "{model_root}"}, "config.json"),
+    ("relative model path", {"base_model": "./tiny-qwen3"}, "model root"),
+    ("NUL in training_file", {"training_file": "file-\x00abc"}, "training_file"),
+    ("NUL in base_model", {"base_model": "Qwen/Qwen3\x00"}, "base_model"),
+    ("NUL in metadata", {"metadata": {"team": "a\x00b"}}, "metadata.team"),
+    ("path component over 255 characters", {"base_model": "/" + "a" * 300 + "/model"}, "base_model"),
+    ("too many target modules", {"hyperparameters": {"target_modules": ["q_proj"] * 1000}}, "target_modules"),
+    ("cannot fit any GPU", {"hyperparameters": {"batch_size": 1024, "max_seq_length": 131072}}, "cannot fit"),
+    ("webhook url too long", {"webhook_url": "https://example.com/" + "a" * 3000}, "webhook_url"),
+    ("webhook with a non-http scheme", {"webhook_url": "ftp://example.com/hook"}, "webhook_url"),
 ]
 
 
@@ -103,6 +115,8 @@ def test_bad_request_is_4xx_with_message_and_changes_nothing(
 ) -> None:
     body: dict[str, Any] = {"base_model": str(tiny_model), "training_file": uploaded_file["id"], **patch}
     body = {key: value for key, value in body.items() if value is not None}
+    if body.get("base_model") == "{model_root}":
+        body["base_model"] = str(tiny_model.parent)
     response = client.post("/finetune", json=body)
     assert 400 <= response.status_code < 500, response.text
     error = response.json()["error"]
@@ -112,11 +126,13 @@ def test_bad_request_is_4xx_with_message_and_changes_nothing(
 
 
 def test_malformed_dataset_path_is_refused_with_the_line(
-    client: httpx.Client, settings: Settings, redis_client: redis.Redis, tiny_model: Path
+    api_key: str, settings: Settings, redis_client: redis.Redis, tiny_model: Path
 ) -> None:
-    bad = settings.data_root / "bad.jsonl"
+    bad = settings.tenant_datasets_dir(TENANT) / "bad.jsonl"
+    bad.parent.mkdir(parents=True)
     bad.write_text('{"messages": []}\n' * 12)
-    response = _submit(client, tiny_model, "bad.jsonl")
+    with serve(settings.model_copy(update={"allow_path_datasets": True})) as url, api_client(url, api_key) as client:
+        response = _submit(client, tiny_model, "bad.jsonl")
     assert response.status_code == 422
     assert "line 1" in response.json()["error"]["message"]
     assert count_rows(settings.resolved_database_url, "jobs") == 0

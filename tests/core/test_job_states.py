@@ -12,16 +12,11 @@ from core.db import transaction
 from core.errors import IllegalTransition, JobNotFound
 from core.settings import Settings
 from core.states import ALLOWED_TRANSITIONS, TERMINAL_STATES, JobStatus, sources_of
+from tests.conftest import TENANT, submit_in_database
 
 
 def _new_job(settings: Settings, tiny_model: Path, sample_dataset: Path) -> str:
-    target = settings.data_root / "train.jsonl"
-    target.write_bytes(sample_dataset.read_bytes())
-    with transaction(settings.resolved_database_url) as session:
-        job = jobs.create_job(
-            session, settings, jobs.NewJob(base_model=str(tiny_model), training_file="train.jsonl", hyperparameters={})
-        )
-    return job.id
+    return submit_in_database(settings, TENANT, tiny_model, sample_dataset)
 
 
 def test_terminal_states_have_no_way_out() -> None:
@@ -43,7 +38,7 @@ def test_only_one_of_many_concurrent_claims_wins(settings: Settings, tiny_model:
         winners = [w for w in pool.map(claim, range(8)) if w is not None]
     assert len(winners) == 1
     with transaction(settings.resolved_database_url) as session:
-        job = jobs.get_job(session, job_id)
+        job = jobs.get_job(session, tenant=TENANT, job_id=job_id)
         assert job.status == "running" and job.attempt == 1 and job.worker_id == winners[0]
 
 
@@ -57,7 +52,7 @@ def test_illegal_transition_is_refused_and_changes_nothing(
     with refused, transaction(settings.resolved_database_url) as session:
         jobs.transition(session, job_id, JobStatus.RUNNING, "nope", worker_id="w")
     with transaction(settings.resolved_database_url) as session:
-        job = jobs.get_job(session, job_id)
+        job = jobs.get_job(session, tenant=TENANT, job_id=job_id)
         assert job.status == "cancelled" and job.worker_id is None
         assert [e.message for e in jobs.job_events(session, job_id)] == ["job created", "cancelled by test"]
     with pytest.raises(JobNotFound), transaction(settings.resolved_database_url) as session:

@@ -16,12 +16,11 @@ from core.recovery import RecoveryReport, recover_lost_jobs, reenqueue_forgotten
 from core.scheduling import claim_next_job
 from core.settings import Settings
 from core.states import JobStatus
+from tests.conftest import submit_in_database
 
 
-def _submit(settings: Settings, tiny_model: Path, tenant: str, priority: int = 0) -> str:
-    with transaction(settings.resolved_database_url) as session:
-        new = jobs.NewJob(str(tiny_model), "train.jsonl", {}, priority=priority, tenant=tenant)
-        return jobs.create_job(session, settings, new).id
+def _submit(settings: Settings, tiny_model: Path, dataset: Path, tenant: str, priority: int = 0) -> str:
+    return submit_in_database(settings, tenant, tiny_model, dataset, priority=priority)
 
 
 def _finish(settings: Settings, job_id: str) -> None:
@@ -29,37 +28,34 @@ def _finish(settings: Settings, job_id: str) -> None:
         jobs.transition(session, job_id, JobStatus.SUCCEEDED, "done", finished_at=utcnow())
 
 
-def _dataset(settings: Settings, sample_dataset: Path) -> None:
-    (settings.data_root / "train.jsonl").write_bytes(sample_dataset.read_bytes())
-
-
 def test_one_tenants_burst_does_not_starve_another(settings: Settings, tiny_model: Path, sample_dataset: Path) -> None:
-    _dataset(settings, sample_dataset)
-    burst = [_submit(settings, tiny_model, "tenant-a") for _ in range(5)]
-    late = [_submit(settings, tiny_model, "tenant-b") for _ in range(2)]
-    order = []
+    burst = [_submit(settings, tiny_model, sample_dataset, "tenant-a") for _ in range(5)]
+    late = [_submit(settings, tiny_model, sample_dataset, "tenant-b") for _ in range(2)]
+    order, claimed = [], []
     for _ in range(7):  # one GPU: claim, run, finish, repeat
         with transaction(settings.resolved_database_url) as session:
-            job = claim_next_job(session, "w1")
+            job = claim_next_job(session, settings, "w1")
         assert job is not None
         order.append(job.tenant)
+        claimed.append(job.id)
         _finish(settings, job.id)
     assert order[:4] == ["tenant-a", "tenant-b", "tenant-a", "tenant-b"]
-    assert set(burst + late) == set(burst) | set(late)
+    assert sorted(claimed) == sorted(burst + late)  # every job ran, none twice
+    with transaction(settings.resolved_database_url) as session:
+        assert claim_next_job(session, settings, "w1") is None
 
 
 def test_priority_orders_a_tenants_own_jobs(settings: Settings, tiny_model: Path, sample_dataset: Path) -> None:
-    _dataset(settings, sample_dataset)
-    low = _submit(settings, tiny_model, "t", priority=0)
-    high = _submit(settings, tiny_model, "t", priority=10)
+    low = _submit(settings, tiny_model, sample_dataset, "t", priority=0)
+    high = _submit(settings, tiny_model, sample_dataset, "t", priority=10)
     with transaction(settings.resolved_database_url) as session:
-        first = claim_next_job(session, "w1")
+        first = claim_next_job(session, settings, "w1")
     assert first is not None and first.id == high
     with transaction(settings.resolved_database_url) as session:
-        second = claim_next_job(session, "w2")
+        second = claim_next_job(session, settings, "w2")
     assert second is not None and second.id == low
     with transaction(settings.resolved_database_url) as session:
-        assert claim_next_job(session, "w3") is None
+        assert claim_next_job(session, settings, "w3") is None
 
 
 def _go_silent(settings: Settings, job_id: str) -> None:
@@ -76,42 +72,40 @@ def _go_silent(settings: Settings, job_id: str) -> None:
 def test_lost_job_is_requeued_until_attempts_run_out(
     settings: Settings, tiny_model: Path, sample_dataset: Path
 ) -> None:
-    _dataset(settings, sample_dataset)
-    job_id = _submit(settings, tiny_model, "t")
+    job_id = _submit(settings, tiny_model, sample_dataset, "t")
     for attempt in range(1, settings.max_attempts + 1):
         with transaction(settings.resolved_database_url) as session:
-            claimed = claim_next_job(session, f"w{attempt}")
+            claimed = claim_next_job(session, settings, f"w{attempt}")
         assert claimed is not None and claimed.attempt == attempt
         _go_silent(settings, job_id)
         report = RecoveryReport()
-        recover_lost_jobs(settings, report)
+        recover_lost_jobs(settings, job_queue(redis.Redis.from_url(str(settings.redis_url)), settings), report)
         expected_requeue = attempt < settings.max_attempts
         assert report.requeued == ([job_id] if expected_requeue else [])
         assert report.failed == ([] if expected_requeue else [job_id])
     with transaction(settings.resolved_database_url) as session:
-        job = jobs.get_job(session, job_id, tenant="t")
+        job = jobs.get_job(session, tenant="t", job_id=job_id)
         assert job.status == "failed" and job.error_code == "worker_lost"
         assert job.gpu_seconds > 0 and job.cost_usd > 0  # the lost attempts' time is charged
 
 
 def test_beating_job_is_left_alone(settings: Settings, tiny_model: Path, sample_dataset: Path) -> None:
-    _dataset(settings, sample_dataset)
-    _submit(settings, tiny_model, "t")
+    _submit(settings, tiny_model, sample_dataset, "t")
     with transaction(settings.resolved_database_url) as session:
-        assert claim_next_job(session, "w1") is not None
+        assert claim_next_job(session, settings, "w1") is not None
     report = RecoveryReport()
-    recover_lost_jobs(settings, report)
+    recover_lost_jobs(settings, job_queue(redis.Redis.from_url(str(settings.redis_url)), settings), report)
     assert report.requeued == [] and report.failed == []
 
 
 def test_reconciler_enqueues_only_queued_jobs_without_a_message(
     settings: Settings, redis_client: redis.Redis, tiny_model: Path, sample_dataset: Path
 ) -> None:
-    _dataset(settings, sample_dataset)
     queue = job_queue(redis_client, settings)
-    ids = [_submit(settings, tiny_model, "t") for _ in range(3)]
+    ids = [_submit(settings, tiny_model, sample_dataset, "t") for _ in range(3)]
     with transaction(settings.resolved_database_url) as session:
         session.execute(update(Job).values(updated_at=utcnow() - timedelta(minutes=5)))
+    redis_client.flushdb()  # Redis forgot every message
     report = RecoveryReport()
     reenqueue_forgotten_jobs(settings, queue, report)
     assert sorted(report.reenqueued) == sorted(ids)

@@ -1,0 +1,28 @@
+"""Refuse, at submit time, hyperparameters no GPU can train, instead of failing hours later in the queue.
+
+The bound is on tokens per micro-batch: the logits alone take tokens x vocabulary
+x 2 bytes, so 262,144 tokens with a 150k-token vocabulary (Qwen3, Llama 3) need
+~80 GB before a single weight or activation, more than any single GPU has.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.errors import InvalidRequest
+
+MAX_TOKENS_PER_MICRO_BATCH = 262_144
+
+
+def check_fits_a_gpu(hyperparameters: dict[str, Any]) -> None:
+    batch_size = hyperparameters.get("batch_size")
+    max_seq_length = int(hyperparameters.get("max_seq_length") or 0)
+    if not isinstance(batch_size, int):
+        return  # "auto" is sized to the device by the trainer
+    tokens = batch_size * max_seq_length
+    if tokens > MAX_TOKENS_PER_MICRO_BATCH:
+        raise InvalidRequest(
+            f"batch_size x max_seq_length = {tokens:,} tokens per micro-batch cannot fit any GPU "
+            f"(at most {MAX_TOKENS_PER_MICRO_BATCH:,}); lower batch_size and raise gradient_accumulation_steps",
+            param="hyperparameters.batch_size",
+        )
