@@ -270,6 +270,6 @@ def wait_for_job(
 
 
 def wait_for_terminal(
-    client: httpx.Client, job_id: str, worker: Service | None, timeout: float = 240
+    client: httpx.Client, job_id: str, worker: Service | None, timeout: float = 900
 ) -> dict[str, Any]:
     return wait_for_job(client, job_id, worker, lambda job: job["status"] in TERMINAL, timeout)
