@@ -16,6 +16,8 @@ from core.settings import Settings
 from tests.conftest import serve
 
 CHECKS = "not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance"
+BOUNDS = ["--max-examples", "12", "--seed", "20261123", "--generation-deterministic", "--workers", "1"]
+PHASES = ["--phases", "examples,coverage,fuzzing", "--max-response-time", "30"]
 
 
 @pytest.mark.slow
@@ -25,9 +27,17 @@ def test_fuzzing_the_openapi_document_finds_no_5xx_and_no_undocumented_response(
     st = Path(sys.executable).with_name("st")
     with serve(settings) as url:
         run = subprocess.run(
-            [str(st), "run", f"{url}/openapi.json", "--header", f"Authorization: Bearer {api_key}"]
-            + ["--checks", CHECKS, "--max-examples", "12", "--seed", "20261123", "--generation-deterministic"]
-            + ["--workers", "1", "--phases", "examples,coverage,fuzzing", "--max-response-time", "30"],
+            [
+                str(st),
+                "run",
+                f"{url}/openapi.json",
+                "-H",
+                f"Authorization: Bearer {api_key}",
+                "-c",
+                CHECKS,
+                *BOUNDS,
+                *PHASES,
+            ],
             capture_output=True,
             text=True,
             timeout=420,
