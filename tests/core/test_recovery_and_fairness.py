@@ -125,3 +125,21 @@ def test_machine_failures_are_retried_and_user_errors_are_not() -> None:
     assert not is_retriable(InvalidTrainingData("line 3: no assistant message"))
     assert not is_retriable(ModelLoadError("cannot load model 'x'"))
     assert not is_retriable(ValueError("a bug"))
+
+
+def test_running_jobs_quota_keeps_further_jobs_queued_while_others_run(
+    settings: Settings, tiny_model: Path, sample_dataset: Path
+) -> None:
+    from core.settings import TenantLimits
+
+    limited = settings.model_copy(update={"tenant_limit_overrides": {"t": TenantLimits(max_running_jobs=1)}})
+    first, second = (_submit(limited, tiny_model, sample_dataset, "t") for _ in range(2))
+    other = _submit(limited, tiny_model, sample_dataset, "u")
+    with transaction(settings.resolved_database_url) as session:
+        claims = [claim_next_job(session, limited, f"w{n}") for n in range(3)]
+    assert {job.id for job in claims if job} == {first, other}  # "t" is at its limit: its second job waits
+    assert claims[2] is None
+    _finish(settings, first)
+    with transaction(settings.resolved_database_url) as session:
+        freed = claim_next_job(session, limited, "w4")
+    assert freed is not None and freed.id == second
