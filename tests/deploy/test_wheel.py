@@ -91,7 +91,7 @@ def test_installed_wheel_migrates_a_fresh_sqlite_database_from_any_directory(ins
     env = _clean_env(TUNEQ_DATABASE_URL=f"sqlite:///{database}", TUNEQ_DATA_ROOT=str(tmp_path / "data"))
 
     where = subprocess.run(
-        [installed / "python", "-c", "import core.migrate, migrations; print(core.migrate.__file__, migrations.__file__)"],
+        [installed / "python", "-c", "import core.migrate as c, migrations as m; print(c.__file__, m.__file__)"],
         cwd=elsewhere,
         env=env,
         check=True,
