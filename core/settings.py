@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     database_retry_seconds: float = Field(default=300.0, ge=0, description="how long workers retry database writes")
     worker_id: str | None = Field(default=None, description="set by `tuneq worker` for its job processes")
     auto_migrate: bool = Field(default=True, description="run Alembic migrations when the API starts")
+    readiness_timeout_seconds: float = Field(default=3.0, gt=0, description="per-dependency limit of /readyz")
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 
