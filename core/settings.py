@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
@@ -20,6 +21,11 @@ DEFAULT_GPU_PRICES_PER_HOUR: dict[str, float] = {
     "RTX 4090": 0.40,
     "T4": 0.35,
 }
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"  # one JSON object per line, for log collectors
 
 
 class Settings(BaseSettings):
@@ -55,6 +61,16 @@ class Settings(BaseSettings):
     database_retry_seconds: float = Field(default=300.0, ge=0, description="how long workers retry database writes")
     worker_id: str | None = Field(default=None, description="set by `tuneq worker` for its job processes")
     auto_migrate: bool = Field(default=True, description="run Alembic migrations when the API starts")
+    log_format: LogFormat = Field(default=LogFormat.TEXT, description="text, or json for log collectors")
+    log_level: str = Field(default="INFO", description="the root logger's level")
+    metrics_dir: Path | None = Field(
+        default=None,
+        description="prometheus multi-process files of this host's tuneq processes; local disk, never shared "
+        "between hosts; unset = <data_root>/run/metrics",
+    )
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="workers: serve /metrics on this port (+ GPU index under `workers`)"
+    )
     readiness_timeout_seconds: float = Field(default=3.0, gt=0, description="per-dependency limit of /readyz")
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -64,6 +80,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_root / 'tuneq.db').resolve()}"
+
+    @property
+    def resolved_metrics_dir(self) -> Path:
+        return self.metrics_dir or self.data_root / "run" / "metrics"
 
     @property
     def files_dir(self) -> Path:
