@@ -9,44 +9,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import select
 
-from core.db import transaction
-from core.models import Worker
 from core.settings import Settings
 from tests.conftest import FAST_HYPERPARAMETERS, wait_for_job, wait_for_terminal
 from tests.live_server import serve_app
+from tests.scraping import scrape, series, value, wait_for_idle_workers
 from tuneq.processes import Service, start_api
 
 LONG = {**FAST_HYPERPARAMETERS, "n_epochs": 40, "gradient_accumulation_steps": 1}
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def scrape(base_url: str) -> Samples:
-    response = httpx.get(f"{base_url}/metrics", timeout=30)
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain")
-    samples: Samples = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            key = (sample.name, frozenset(sample.labels.items()))
-            assert key not in samples, f"duplicate series {key}"
-            samples[key] = sample.value
-    return samples
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples[(name, frozenset(labels.items()))]
-
-
-def series(samples: Samples, name: str) -> list[tuple[dict[str, str], float]]:
-    return [(dict(labels), v) for (n, labels), v in samples.items() if n == name]
 
 
 def _submit(client: httpx.Client, tiny_model: Path, file_id: str) -> str:
@@ -54,19 +28,6 @@ def _submit(client: httpx.Client, tiny_model: Path, file_id: str) -> str:
     response = client.post("/finetune", json=body)
     assert response.status_code == 202, response.text
     return str(response.json()["id"])
-
-
-def _wait_for_idle_worker(settings: Settings, worker: Service) -> None:
-    """The job process marks its worker idle after recording the attempt's run time: the event to wait on."""
-    deadline = time.monotonic() + 60
-    while True:
-        with transaction(settings.resolved_database_url) as session:
-            statuses = set(session.scalars(select(Worker.status)))
-        if statuses == {"idle"}:
-            return
-        assert worker.process.poll() is None, worker.log_tail()
-        assert time.monotonic() < deadline, f"worker never went idle: {statuses}"
-        time.sleep(0.1)
 
 
 @pytest.mark.slow
@@ -107,7 +68,7 @@ def _exercise_and_scrape(
     for job_id in (queued_id, running_id):
         assert client.post(f"/finetune/{job_id}/cancel").status_code == 200
     assert wait_for_terminal(client, running_id, worker)["status"] == "cancelled"
-    _wait_for_idle_worker(settings, worker)
+    wait_for_idle_workers(settings, worker)
 
     after = scrape(api_url)
     assert value(after, "tuneq_jobs", status="cancelled", tenant="default") == 2
