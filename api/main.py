@@ -11,7 +11,9 @@ from fastapi import FastAPI
 from api.body_limit import BodySizeLimit
 from api.errors import install_error_handlers
 from api.idempotency import IdempotencyKeys
+from api.metrics import install_metrics
 from api.routes import files, finetune, health
+from core.metrics.exposition import api_registry
 from core.migrate import upgrade_database
 from core.queue import connect_redis, job_queue
 from core.recovery import recovery_loop
@@ -29,6 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.redis = redis
         app.state.queue = job_queue(redis, settings)
+        app.state.metrics_registry = api_registry(settings)
         stop = threading.Event()
         if settings.run_maintenance_in_api:
             threading.Thread(
@@ -40,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="tuneq", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
+    install_metrics(app)
     # Outermost last: the size cap applies before an idempotent request's body is spooled.
     app.add_middleware(IdempotencyKeys, settings=settings)
     app.add_middleware(BodySizeLimit, settings=settings)

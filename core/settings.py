@@ -40,6 +40,11 @@ class TenantLimits(BaseModel):
     max_stored_bytes: int | None = Field(default=50 << 30, ge=0, description="all of a tenant's files together")
 
 
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"  # one JSON object per line, for log collectors
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TUNEQ_", env_file=".env", extra="ignore")
 
@@ -92,6 +97,17 @@ class Settings(BaseSettings):
     database_retry_seconds: float = Field(default=300.0, ge=0, description="how long workers retry database writes")
     worker_id: str | None = Field(default=None, description="set by `tuneq worker` for its job processes")
     auto_migrate: bool = Field(default=True, description="run Alembic migrations when the API starts")
+    log_format: LogFormat = Field(default=LogFormat.TEXT, description="text, or json for log collectors")
+    log_level: str = Field(default="INFO", description="the root logger's level")
+    metrics_dir: Path | None = Field(
+        default=None,
+        description="prometheus multi-process files of this host's tuneq processes; local disk, never shared "
+        "between hosts; unset = <data_root>/run/metrics",
+    )
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="workers: serve /metrics on this port (+ GPU index under `workers`)"
+    )
+    readiness_timeout_seconds: float = Field(default=3.0, gt=0, description="per-dependency limit of /readyz")
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 
@@ -118,6 +134,10 @@ class Settings(BaseSettings):
 
     def tenant_datasets_dir(self, tenant: str) -> Path:
         return self.data_root / "tenants" / tenant / "datasets"
+
+    @property
+    def resolved_metrics_dir(self) -> Path:
+        return self.metrics_dir or self.data_root / "run" / "metrics"
 
     @property
     def files_dir(self) -> Path:

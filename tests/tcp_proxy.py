@@ -46,6 +46,10 @@ class TcpProxy:
     def cut(self) -> None:
         """Refuse new connections and break every open one."""
         if self._listener is not None:
+            # close() alone leaves the socket listening while the accept thread still blocks on it;
+            # shutdown() stops the listening and wakes that thread.
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
             self._listener = None
         with self._lock:

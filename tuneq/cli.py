@@ -20,10 +20,13 @@ def api(
     """Serve the HTTP API."""
     import uvicorn
 
-    from api.main import create_app
+    from core.metrics.multiprocess import use_multiprocess_dir
     from tuneq.runtime import resolved_settings
 
     with resolved_settings() as settings:
+        use_multiprocess_dir(settings)  # before anything imports prometheus_client
+        from api.main import create_app
+
         bind = host or settings.api_host
         try:
             settings.check_bind(bind)
@@ -164,6 +167,9 @@ def demo(
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from core.logs import configure_logging
+    from core.settings import get_settings
+
+    configure_logging(get_settings())
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll drowns the progress
     app()

@@ -25,6 +25,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from core import workers
 from core.db import transaction
+from core.logs import bind_worker
+from core.metrics.multiprocess import use_multiprocess_dir
 from core.queue import connect_redis, job_queue
 from core.settings import Settings, get_settings
 
@@ -93,6 +95,11 @@ def run_worker(settings: Settings, gpu: int | None, burst: bool = False) -> None
     name = worker_name(gpu)
     # Job processes read their settings from the environment they inherit.
     os.environ["TUNEQ_WORKER_ID"] = name
+    use_multiprocess_dir(settings)  # inherited by the job processes, whose counters the scrape adds up
+    bind_worker(name)
+    from worker.metrics_server import serve_worker_metrics  # imports prometheus_client: after the line above
+
+    serve_worker_metrics(settings, gpu, name)
     gpu_name, gpu_memory = describe_gpu(gpu)
     identity = workers.WorkerIdentity(name, socket.gethostname(), os.getpid(), gpu, gpu_name, gpu_memory)
     with transaction(settings.resolved_database_url) as session:

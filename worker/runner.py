@@ -28,6 +28,7 @@ from trainer.errors import TrainerError, TrainingStopped
 from trainer.model_loading import pick_device
 from trainer.results import TrainResult
 from trainer.train import train
+from worker.observability import JobWatch
 from worker.reporting import DatabaseProgressWriter
 from worker.stopping import Heartbeat, StopFlag, StopReason, stop_on_sigterm
 
@@ -61,10 +62,14 @@ class JobRunner:
         if job is None:
             log.info("nothing to claim for message %s; dropping it", hint_job_id)
             return "skipped"
+        watch = JobWatch(job, self.worker_id)
         self._db(lambda s: workers.beat(s, self.worker_id, status="busy", current_job_id=job.id))
+        outcome = "crashed"
         try:
-            return self._execute(job)
+            outcome = self._execute(job)
+            return outcome
         finally:
+            watch.finished(outcome)
             self._db(lambda s: workers.beat(s, self.worker_id, status="idle"))
 
     def _execute(self, job: Job) -> str:

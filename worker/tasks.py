@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from core.logs import configure_logging
 from core.settings import get_settings
 
 
@@ -9,4 +10,6 @@ def run_job(job_id: str) -> str:
     """Run one fine-tune job by id; returns the status it ended in (or ``skipped``)."""
     from worker.runner import JobRunner  # torch is imported here, in the job process only
 
-    return JobRunner(get_settings()).run(job_id)
+    settings = get_settings()
+    configure_logging(settings)  # a fresh interpreter: RQ spawned it without tuneq's logging
+    return JobRunner(settings).run(job_id)
