@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from core.settings import Settings
-from tests.live_server import serve_app
+from tests.conftest import api_client, serve
 from tests.tcp_proxy import TcpProxy
 
 
@@ -53,10 +53,10 @@ def test_liveness_and_readiness_are_separate_unauthenticated_endpoints(client: h
 
 
 def test_redis_down_is_degraded_and_jobs_are_still_accepted(
-    settings: Settings, redis_proxy: TcpProxy, sample_dataset: Path
+    settings: Settings, api_key: str, redis_proxy: TcpProxy, sample_dataset: Path
 ) -> None:
-    with serve_app(_quiet(settings, redis_url=_through(redis_proxy, str(settings.redis_url)))) as url:
-        http = httpx.Client(base_url=url, timeout=30)
+    with serve(_quiet(settings, redis_url=_through(redis_proxy, str(settings.redis_url)))) as url:
+        http = api_client(url, api_key)
         with sample_dataset.open("rb") as handle:
             file_id = http.post("/files", files={"file": ("capitals.jsonl", handle)}).json()["id"]
         redis_proxy.cut()
@@ -70,15 +70,17 @@ def test_redis_down_is_degraded_and_jobs_are_still_accepted(
         assert "redis unreachable" in body["checks"]["redis"]["reason"]
         assert http.get("/livez").status_code == 200
 
-        submitted = http.post("/finetune", json={"base_model": "sshleifer/tiny-gpt2", "training_file": file_id})
+        submitted = http.post("/finetune", json={"base_model": "Qwen/Qwen3-0.6B", "training_file": file_id})
         assert submitted.status_code == 202, submitted.text
         assert submitted.json()["status"] == "queued"
 
 
-def test_database_down_is_unavailable_with_503_and_recovers(settings: Settings, database_proxy: TcpProxy) -> None:
+def test_database_down_is_unavailable_with_503_and_recovers(
+    settings: Settings, api_key: str, database_proxy: TcpProxy
+) -> None:
     proxied = _through(database_proxy, settings.resolved_database_url)
-    with serve_app(_quiet(settings, database_url=proxied, auto_migrate=False)) as url:
-        http = httpx.Client(base_url=url, timeout=30)
+    with serve(_quiet(settings, database_url=proxied, auto_migrate=False)) as url:
+        http = api_client(url, api_key)
         database_proxy.cut()
         ready = http.get("/readyz")
         assert ready.status_code == 503

@@ -15,8 +15,7 @@ import httpx
 import pytest
 
 from core.settings import Settings
-from tests.conftest import FAST_HYPERPARAMETERS, wait_for_job, wait_for_terminal
-from tests.live_server import serve_app
+from tests.conftest import FAST_HYPERPARAMETERS, TENANT, api_client, serve, wait_for_job, wait_for_terminal
 from tests.scraping import scrape, series, value, wait_for_idle_workers
 from tuneq.processes import Service, start_api
 
@@ -32,12 +31,12 @@ def _submit(client: httpx.Client, tiny_model: Path, file_id: str) -> str:
 
 @pytest.mark.slow
 def test_metrics_show_queue_jobs_workers_throughput_durations_and_latency(
-    settings: Settings, worker: Service, tiny_model: Path, sample_dataset: Path
+    settings: Settings, api_key: str, worker: Service, tiny_model: Path, sample_dataset: Path
 ) -> None:
     # No reconciler: it may add a second wake-up message for a job whose first one a worker already took,
     # which is harmless but would make the queue depth below depend on timing.
-    with serve_app(settings.model_copy(update={"run_maintenance_in_api": False})) as api_url:
-        client = httpx.Client(base_url=api_url, timeout=30)
+    with serve(settings.model_copy(update={"run_maintenance_in_api": False})) as api_url:
+        client = api_client(api_url, api_key)
         _exercise_and_scrape(client, api_url, settings, worker, tiny_model, sample_dataset)
 
 
@@ -51,14 +50,14 @@ def _exercise_and_scrape(
     queued_id = _submit(client, tiny_model, file_id)  # one worker: this one waits
 
     busy = scrape(api_url)
-    assert value(busy, "tuneq_jobs", status="running", tenant="default") == 1
-    assert value(busy, "tuneq_jobs", status="queued", tenant="default") == 1
+    assert value(busy, "tuneq_jobs", status="running", tenant=TENANT) == 1
+    assert value(busy, "tuneq_jobs", status="queued", tenant=TENANT) == 1
     assert value(busy, "tuneq_queue_depth") == 1
     assert value(busy, "tuneq_oldest_queued_job_age_seconds") >= 0
     ((worker_labels, running),) = series(busy, "tuneq_running_jobs")
     assert running == 1 and worker_labels["gpu"] == "0" and worker_labels["worker"].endswith(".gpu0")
     ((job_labels, tokens_per_second),) = series(busy, "tuneq_job_tokens_per_second")
-    assert job_labels == {"job": running_id, "tenant": "default", "worker": worker_labels["worker"]}
+    assert job_labels == {"job": running_id, "tenant": TENANT, "worker": worker_labels["worker"]}
     assert tokens_per_second > 0
     assert value(busy, "tuneq_job_wait_seconds_count") == 1  # recorded by the job process, in its own files
     assert value(busy, "tuneq_http_request_duration_seconds_count", method="POST", route="/finetune", status="202") == 2
@@ -71,7 +70,7 @@ def _exercise_and_scrape(
     wait_for_idle_workers(settings, worker)
 
     after = scrape(api_url)
-    assert value(after, "tuneq_jobs", status="cancelled", tenant="default") == 2
+    assert value(after, "tuneq_jobs", status="cancelled", tenant=TENANT) == 2
     assert value(after, "tuneq_queue_depth") == 0
     assert [v for _, v in series(after, "tuneq_running_jobs")] == [0]
     assert series(after, "tuneq_job_tokens_per_second") == []

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from core.settings import Settings
-from tests.conftest import FAST_HYPERPARAMETERS, wait_for_terminal
+from tests.conftest import FAST_HYPERPARAMETERS, TENANT, wait_for_terminal
 from tuneq.processes import start_worker
 
 
@@ -41,7 +41,7 @@ def test_json_logs_name_the_job_tenant_and_worker_on_every_line_about_the_job(
     about_job = [r for r in records if r["job_id"] == job_id]
     assert about_job, worker.log_tail()
     for record in about_job:
-        assert record["tenant"] == "default"
+        assert record["tenant"] == TENANT
         assert record["worker"].endswith(".gpu0")
         assert {"timestamp", "level", "name", "message"} <= record.keys()
     # The worker's own lines (RQ's included) name the worker even when they are about no job.
