@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.dataset_formats import DatasetError, DatasetSummary, validate_dataset
@@ -15,7 +15,7 @@ from core.db import utcnow
 from core.errors import FileNotFound, InvalidDataset, InvalidRequest
 from core.ids import FILE_PREFIX, new_id
 from core.models import File
-from core.pages import Page
+from core.pages import Page, newest_first
 from core.quotas import file_too_large, storage_exceeded, upload_allowance
 from core.settings import Settings
 
@@ -88,14 +88,8 @@ def get_file(session: Session, *, tenant: str, file_id: str, param: str = "id") 
 
 def list_files(session: Session, *, tenant: str, limit: int, after: str | None = None) -> Page[File]:
     """Newest first; ``after`` is the id of the last file of the previous page."""
-    query = select(File).where(File.tenant == tenant)
-    if after is not None:
-        cursor = get_file(session, tenant=tenant, file_id=after, param="after")
-        query = query.where(
-            or_(File.created_at < cursor.created_at, and_(File.created_at == cursor.created_at, File.id < cursor.id))
-        )
-    rows = session.scalars(query.order_by(File.created_at.desc(), File.id.desc()).limit(limit + 1)).all()
-    return Page(items=rows[:limit], has_more=len(rows) > limit)
+    cursor = get_file(session, tenant=tenant, file_id=after, param="after") if after is not None else None
+    return newest_first(session, select(File).where(File.tenant == tenant), File, cursor, limit)
 
 
 def file_path(settings: Settings, record: File) -> Path:

@@ -16,7 +16,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 from rq import Queue
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from core.base_models import check_base_model
@@ -26,7 +26,7 @@ from core.feasibility import check_fits_a_gpu
 from core.files import resolve_dataset
 from core.ids import JOB_PREFIX, new_id
 from core.models import Job, JobEvent, JobMetric
-from core.pages import Page
+from core.pages import Page, newest_first
 from core.queue import enqueue_job, remove_message
 from core.quotas import check_can_queue
 from core.settings import Settings
@@ -146,14 +146,8 @@ def get_job(session: Session, *, tenant: str, job_id: str) -> Job:
 
 def list_jobs(session: Session, *, tenant: str, limit: int, after: str | None = None) -> Page[Job]:
     """Newest first; ``after`` is the id of the last job of the previous page."""
-    query = select(Job).where(Job.tenant == tenant)
-    if after is not None:
-        cursor = get_job(session, tenant=tenant, job_id=after)
-        query = query.where(
-            or_(Job.created_at < cursor.created_at, and_(Job.created_at == cursor.created_at, Job.id < cursor.id))
-        )
-    rows = session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)).all()
-    return Page(items=rows[:limit], has_more=len(rows) > limit)
+    cursor = get_job(session, tenant=tenant, job_id=after) if after is not None else None
+    return newest_first(session, select(Job).where(Job.tenant == tenant), Job, cursor, limit)
 
 
 def transition(

@@ -1,10 +1,13 @@
-"""A page of a cursor-paginated list."""
+"""A page of a newest-first, cursor-paginated list."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Select, and_, or_
+from sqlalchemy.orm import Session
 
 T = TypeVar("T")
 
@@ -13,3 +16,15 @@ T = TypeVar("T")
 class Page(Generic[T]):
     items: Sequence[T]
     has_more: bool
+
+
+def newest_first(session: Session, query: Select[Any], model: Any, cursor: T | None, limit: int) -> Page[T]:
+    """Rows of ``model`` (with ``created_at`` and ``id``) after ``cursor``, the last row of the previous page.
+
+    Keyset pagination: each page is one indexed range scan, however deep.
+    """
+    if cursor is not None:
+        created, ident = getattr(cursor, "created_at"), getattr(cursor, "id")  # noqa: B009
+        query = query.where(or_(model.created_at < created, and_(model.created_at == created, model.id < ident)))
+    rows = session.scalars(query.order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1)).all()
+    return Page(items=rows[:limit], has_more=len(rows) > limit)
