@@ -46,11 +46,16 @@ def load_tokenizer(base_model: str, trust_remote_code: bool) -> PreTrainedTokeni
 
 
 def load_model(
-    base_model: str, quantization: Quantization, trust_remote_code: bool
+    base_model: str, quantization: Quantization, trust_remote_code: bool, attention: str = "sdpa"
 ) -> tuple[PreTrainedModel, RunEnvironment]:
+    """The base model on the training device; ``attention`` is a transformers ``attn_implementation``."""
     device, device_name = pick_device()
     dtype = compute_dtype(device)
-    kwargs: dict[str, object] = {"dtype": dtype, "trust_remote_code": trust_remote_code}
+    kwargs: dict[str, object] = {
+        "dtype": dtype,
+        "trust_remote_code": trust_remote_code,
+        "attn_implementation": attention,
+    }
     if quantization is Quantization.NF4:
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True,
