@@ -21,6 +21,7 @@ from trainer.auto_hyperparameters import concrete, resolve_hyperparameters
 from trainer.batches import Collator, collator_for
 from trainer.checkpoints import checkpoints_dir, latest_checkpoint
 from trainer.config import Hyperparameters, Quantization, RunSpec
+from trainer.device_profile import profile_device
 from trainer.errors import OutOfMemory, TrainingStopped
 from trainer.merge import merge_adapter
 from trainer.model_card import render_model_card
@@ -156,13 +157,14 @@ def train(
     data = load_training_data(
         spec.train_file, spec.validation_file, tokenizer, spec.hyperparameters, event, spec.tokenized_cache_dir
     )
-    hp, auto_decisions = resolve_hyperparameters(spec.hyperparameters, len(data.train_examples))
-    for line in auto_decisions:
-        event(line)
+    hp = spec.hyperparameters
     attention = choose_attention(pick_device()[0], spec.attention)
     if hp.packing:
         event(attention.decision)
     model, environment = load_model(spec.base_model, hp.quantization, spec.trust_remote_code, attention.kernel.value)
+    hp, auto_decisions = resolve_hyperparameters(hp, data.size, profile_device(model, environment.device))
+    for line in auto_decisions:
+        event(line)
     if hp.quantization is Quantization.NF4:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=environment.device == "cuda")
     reporter = ReportingCallback(on_progress)

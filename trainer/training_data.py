@@ -11,6 +11,7 @@ from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
 from core.dataset_formats import DatasetError, DatasetFormat, Example, read_examples
+from trainer.auto_hyperparameters import DataSize
 from trainer.batches import prepare_rows
 from trainer.config import Hyperparameters
 from trainer.dataset_cache import PreparedRows, cache_key, load_prepared, store_prepared
@@ -31,6 +32,11 @@ class TrainingData:
     eval_examples: list[Example]
     train_tokens: int  # tokens in the training rows, after truncation
     from_cache: bool = False
+
+    @property
+    def size(self) -> DataSize:
+        longest = max((len(ids) for ids in self.train["input_ids"]), default=1)
+        return DataSize(len(self.train_examples), len(self.train), self.train_tokens, longest)
 
 
 def read_file(path: Path) -> tuple[DatasetFormat, list[Example]]:
