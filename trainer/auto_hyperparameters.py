@@ -44,11 +44,13 @@ class DeviceProfile:
     memory_bytes: int  # accelerator memory; 0 on a CPU
     model_bytes: int  # the loaded (possibly quantized) weights
     activation_bytes_per_token: int  # estimated from the model's shape, with activation checkpointing on GPU
+    processes: int = 1  # data-parallel processes sharing each optimizer step, each with this device
 
     def describe(self) -> str:
         if self.device != "cuda":
             return self.device
-        return f"{self.device}: {self.memory_bytes / 2**30:.0f} GiB, model {self.model_bytes / 2**30:.1f} GiB"
+        gpus = f"{self.processes} x " if self.processes > 1 else ""
+        return f"{gpus}{self.device}: {self.memory_bytes / 2**30:.0f} GiB, model {self.model_bytes / 2**30:.1f} GiB"
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ def _batch_and_accumulation(hp: Hyperparameters, data: DataSize, device: DeviceP
     mean_row = max(1, data.tokens // max(1, data.rows))  # packed rows are nearly full; unpacked ones vary
     # Memory is sized for the longest row (padding makes every row of an unpacked batch that long).
     rows_that_fit = max(1, budget // max(1, data.longest_row))
-    rows_per_step = max(1, round(step_tokens / mean_row))
+    rows_per_step = max(1, round(step_tokens / mean_row / device.processes))  # per process
     if hp.batch_size != AUTO:
         batch = concrete(hp.batch_size)
     elif hp.gradient_accumulation_steps != AUTO:
@@ -140,9 +142,10 @@ def resolve_hyperparameters(
     if AUTO in (hp.batch_size, hp.gradient_accumulation_steps):
         rows = "packed rows" if hp.packing else "rows"
         mean_row = data.tokens // max(1, data.rows)
+        step = plan.batch_size * plan.accumulation * mean_row * device.processes
         decisions.append(
             f"auto: batch_size {plan.batch_size} x gradient_accumulation_steps {plan.accumulation} {rows} "
-            f"of ~{mean_row} tokens = ~{plan.batch_size * plan.accumulation * mean_row} tokens per optimizer step "
+            f"of ~{mean_row} tokens = ~{step} tokens per optimizer step "
             f"(micro-batch budget {plan.budget} tokens on {device.describe()}; step target {plan.step_tokens} "
             f"tokens for {data.tokens} training tokens x {n_epochs} epochs)"
         )

@@ -27,9 +27,15 @@ def activation_bytes_per_token(config: PretrainedConfig) -> int:
     return kept_inputs + one_layer_recomputed
 
 
+def data_parallel_processes() -> int:
+    """How many processes share each optimizer step (``trainer.distributed`` starts the process group)."""
+    return torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+
+
 def profile_device(model: PreTrainedModel, device: str) -> DeviceProfile:
     model_bytes = int(model.get_memory_footprint())
+    processes = data_parallel_processes()
     if device != "cuda":
-        return DeviceProfile(device, memory_bytes=0, model_bytes=model_bytes, activation_bytes_per_token=0)
-    memory = int(torch.cuda.get_device_properties(0).total_memory)
-    return DeviceProfile(device, memory, model_bytes, activation_bytes_per_token(model.config))
+        return DeviceProfile(device, 0, model_bytes, activation_bytes_per_token=0, processes=processes)
+    memory = int(torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory)
+    return DeviceProfile(device, memory, model_bytes, activation_bytes_per_token(model.config), processes)

@@ -20,7 +20,7 @@ from trainer.results import RunEnvironment
 def pick_device() -> tuple[str, str]:
     """(device, human-readable device name) of what this process will train on."""
     if torch.cuda.is_available():
-        return "cuda", torch.cuda.get_device_name(0)
+        return "cuda", torch.cuda.get_device_name(torch.cuda.current_device())
     return "cpu", "cpu"
 
 
@@ -64,7 +64,7 @@ def load_model(
             bnb_4bit_compute_dtype=dtype,
         )
     if device == "cuda":
-        kwargs["device_map"] = {"": 0}
+        kwargs["device_map"] = {"": torch.cuda.current_device()}  # the launcher sets one GPU per process
     try:
         model = AutoModelForCausalLM.from_pretrained(base_model, **kwargs)
     except torch.OutOfMemoryError as exc:

@@ -196,11 +196,16 @@ def train(
         with out_of_memory_as_error("evaluating"):
             trainer.evaluate()  # the final model's eval loss, reported like the others
     adapter_dir = spec.output_dir / "adapter"
-    cast(PeftModel, trainer.model).save_pretrained(str(adapter_dir))
-    tokenizer.save_pretrained(adapter_dir)
-    with out_of_memory_as_error("generating samples"):
-        prompts_from = data.eval_examples or data.train_examples
-        samples = generate_samples(cast(PeftModel, trainer.model), tokenizer, prompts_from, spec.sample_generations)
+    # Under data parallelism (trainer.distributed) every rank holds the same adapter; rank 0 alone writes.
+    writes_outputs = trainer.is_world_process_zero()
+    samples: list[dict[str, str | None]] = []
+    if writes_outputs:
+        cast(PeftModel, trainer.model).save_pretrained(str(adapter_dir))
+        tokenizer.save_pretrained(adapter_dir)
+        with out_of_memory_as_error("generating samples"):
+            prompts_from = data.eval_examples or data.train_examples
+            model_to_sample = cast(PeftModel, trainer.model)
+            samples = generate_samples(model_to_sample, tokenizer, prompts_from, spec.sample_generations)
     result = TrainResult(
         adapter_dir=adapter_dir,
         steps=trainer.state.global_step,
@@ -214,6 +219,8 @@ def train(
         last_checkpoint=latest_checkpoint(spec.output_dir),
         samples=samples,
     )
+    if not writes_outputs:
+        return result
     _write_model_card(spec, adapter_dir, data, result)
     if not hp.merge_adapter:
         return result
