@@ -1,4 +1,4 @@
-"""Run the trainer alone: ``python -m trainer BASE_MODEL TRAIN_FILE OUTPUT_DIR [--n-epochs 3 …]``."""
+"""Run the trainer alone: ``python -m trainer BASE_MODEL TRAIN_FILE OUTPUT_DIR [--nprocs 2] [--n-epochs 3 …]``."""
 
 from __future__ import annotations
 
@@ -18,15 +18,16 @@ def main() -> None:
     parser.add_argument("train_file", type=Path, help="JSONL dataset")
     parser.add_argument("output_dir", type=Path)
     parser.add_argument("--validation-file", type=Path)
+    parser.add_argument("--nprocs", type=int, default=1, help="data-parallel processes (one per GPU; gloo on a CPU)")
     for spec in dataclasses.fields(Hyperparameters):
         parser.add_argument(f"--{spec.name.replace('_', '-')}", dest=spec.name, help=f"default {spec.default}")
     args = vars(parser.parse_args())
     overrides = {f.name: args[f.name] for f in dataclasses.fields(Hyperparameters) if args[f.name] is not None}
     hyperparameters = TypeAdapter(Hyperparameters).validate_python(overrides, strict=False)
 
-    from trainer.train import train  # torch loads only once the arguments are valid
+    from trainer.distributed import launch  # torch loads only once the arguments are valid
 
-    result = train(
+    result = launch(
         RunSpec(
             base_model=args["base_model"],
             train_file=args["train_file"],
@@ -34,6 +35,7 @@ def main() -> None:
             validation_file=args["validation_file"],
             hyperparameters=hyperparameters,
         ),
+        args["nprocs"],
         on_progress=lambda p: print(json.dumps(dataclasses.asdict(p))),
         on_event=lambda line: print(json.dumps({"event": line})),
     )

@@ -19,6 +19,8 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints
 
+from trainer.attention import AttentionKernel
+
 Auto = Literal["auto"]
 ModuleName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.*-]+$")]
 AUTO: Auto = "auto"
@@ -95,3 +97,6 @@ class RunSpec:
     checkpoint_every_steps: int | None = DEFAULT_CHECKPOINT_EVERY_STEPS  # None = only at epoch ends and on stop
     keep_checkpoints: int = 3  # older checkpoints are deleted
     sample_generations: int = 3  # greedy completions of held-out (else training) prompts after training
+    # Where prepared (tokenized, packed) rows are cached by content; the trainer adds one directory per entry.
+    tokenized_cache_dir: Path | None = None
+    attention: AttentionKernel = AttentionKernel.AUTO  # "auto" picks per device (trainer.attention)

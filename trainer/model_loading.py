@@ -20,7 +20,7 @@ from trainer.results import RunEnvironment
 def pick_device() -> tuple[str, str]:
     """(device, human-readable device name) of what this process will train on."""
     if torch.cuda.is_available():
-        return "cuda", torch.cuda.get_device_name(0)
+        return "cuda", torch.cuda.get_device_name(torch.cuda.current_device())
     return "cpu", "cpu"
 
 
@@ -46,11 +46,16 @@ def load_tokenizer(base_model: str, trust_remote_code: bool) -> PreTrainedTokeni
 
 
 def load_model(
-    base_model: str, quantization: Quantization, trust_remote_code: bool
+    base_model: str, quantization: Quantization, trust_remote_code: bool, attention: str = "sdpa"
 ) -> tuple[PreTrainedModel, RunEnvironment]:
+    """The base model on the training device; ``attention`` is a transformers ``attn_implementation``."""
     device, device_name = pick_device()
     dtype = compute_dtype(device)
-    kwargs: dict[str, object] = {"dtype": dtype, "trust_remote_code": trust_remote_code}
+    kwargs: dict[str, object] = {
+        "dtype": dtype,
+        "trust_remote_code": trust_remote_code,
+        "attn_implementation": attention,
+    }
     if quantization is Quantization.NF4:
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True,
@@ -59,7 +64,7 @@ def load_model(
             bnb_4bit_compute_dtype=dtype,
         )
     if device == "cuda":
-        kwargs["device_map"] = {"": 0}
+        kwargs["device_map"] = {"": torch.cuda.current_device()}  # the launcher sets one GPU per process
     try:
         model = AutoModelForCausalLM.from_pretrained(base_model, **kwargs)
     except torch.OutOfMemoryError as exc:

@@ -11,18 +11,21 @@ from typing import cast
 
 import torch
 from peft import LoraConfig, PeftModel, prepare_model_for_kbit_training
-from transformers import set_seed
+from transformers import PreTrainedTokenizerBase, set_seed
 from transformers.trainer_callback import PrinterCallback
 from trl.trainer.sft_config import SFTConfig
 from trl.trainer.sft_trainer import SFTTrainer
 
+from trainer.attention import AttentionPlan, choose_attention
 from trainer.auto_hyperparameters import concrete, resolve_hyperparameters
+from trainer.batches import Collator, collator_for
 from trainer.checkpoints import checkpoints_dir, latest_checkpoint
 from trainer.config import Hyperparameters, Quantization, RunSpec
+from trainer.device_profile import profile_device
 from trainer.errors import OutOfMemory, TrainingStopped
 from trainer.merge import merge_adapter
 from trainer.model_card import render_model_card
-from trainer.model_loading import load_model, load_tokenizer
+from trainer.model_loading import load_model, load_tokenizer, pick_device
 from trainer.progress import ProgressCallback, ReportingCallback
 from trainer.results import RunEnvironment, TrainResult
 from trainer.run_control import StopAndCheckpointCallback, StopCheck
@@ -60,8 +63,10 @@ def build_sft_config(spec: RunSpec, hp: Hyperparameters, environment: RunEnviron
         seed=hp.seed,
         data_seed=hp.seed,
         max_length=hp.max_seq_length,
-        packing=hp.packing,
-        padding_free=hp.packing,
+        # trainer.batches has already labelled, truncated and packed the rows, and builds the micro-batches.
+        packing=False,
+        padding_free=False,
+        dataset_kwargs={"skip_prepare_dataset": True},
         logging_steps=spec.logging_steps,
         eval_strategy=("steps" if hp.eval_every_steps else "epoch") if has_eval else "no",
         eval_steps=hp.eval_every_steps,
@@ -106,6 +111,12 @@ def keep_adapter_weights_in_fp32(model: torch.nn.Module) -> None:
             param.data = param.data.float()
 
 
+def _collator(attention: AttentionPlan, hp: Hyperparameters, tokenizer: PreTrainedTokenizerBase) -> Collator:
+    pad_token_id = tokenizer.pad_token_id
+    assert isinstance(pad_token_id, int), "load_tokenizer sets a pad token"
+    return collator_for(attention.layout, hp.packing, pad_token_id)
+
+
 def _write_model_card(spec: RunSpec, adapter_dir: Path, data: TrainingData, result: TrainResult) -> None:
     card = render_model_card(
         base_model=spec.base_model,
@@ -143,11 +154,17 @@ def train(
 
     set_seed(spec.hyperparameters.seed)
     tokenizer = load_tokenizer(spec.base_model, spec.trust_remote_code)
-    data = load_training_data(spec.train_file, spec.validation_file, tokenizer, spec.hyperparameters, event)
-    hp, auto_decisions = resolve_hyperparameters(spec.hyperparameters, len(data.train_examples))
+    data = load_training_data(
+        spec.train_file, spec.validation_file, tokenizer, spec.hyperparameters, event, spec.tokenized_cache_dir
+    )
+    hp = spec.hyperparameters
+    attention = choose_attention(pick_device()[0], spec.attention)
+    if hp.packing:
+        event(attention.decision)
+    model, environment = load_model(spec.base_model, hp.quantization, spec.trust_remote_code, attention.kernel.value)
+    hp, auto_decisions = resolve_hyperparameters(hp, data.size, profile_device(model, environment.device))
     for line in auto_decisions:
         event(line)
-    model, environment = load_model(spec.base_model, hp.quantization, spec.trust_remote_code)
     if hp.quantization is Quantization.NF4:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=environment.device == "cuda")
     reporter = ReportingCallback(on_progress)
@@ -157,6 +174,7 @@ def train(
         args=build_sft_config(spec, hp, environment, data.eval is not None),
         train_dataset=data.train,
         eval_dataset=data.eval,
+        data_collator=_collator(attention, hp, tokenizer),
         processing_class=tokenizer,
         peft_config=_lora_config(hp),
         callbacks=[reporter, control],
@@ -178,11 +196,16 @@ def train(
         with out_of_memory_as_error("evaluating"):
             trainer.evaluate()  # the final model's eval loss, reported like the others
     adapter_dir = spec.output_dir / "adapter"
-    cast(PeftModel, trainer.model).save_pretrained(str(adapter_dir))
-    tokenizer.save_pretrained(adapter_dir)
-    with out_of_memory_as_error("generating samples"):
-        prompts_from = data.eval_examples or data.train_examples
-        samples = generate_samples(cast(PeftModel, trainer.model), tokenizer, prompts_from, spec.sample_generations)
+    # Under data parallelism (trainer.distributed) every rank holds the same adapter; rank 0 alone writes.
+    writes_outputs = trainer.is_world_process_zero()
+    samples: list[dict[str, str | None]] = []
+    if writes_outputs:
+        cast(PeftModel, trainer.model).save_pretrained(str(adapter_dir))
+        tokenizer.save_pretrained(adapter_dir)
+        with out_of_memory_as_error("generating samples"):
+            prompts_from = data.eval_examples or data.train_examples
+            model_to_sample = cast(PeftModel, trainer.model)
+            samples = generate_samples(model_to_sample, tokenizer, prompts_from, spec.sample_generations)
     result = TrainResult(
         adapter_dir=adapter_dir,
         steps=trainer.state.global_step,
@@ -196,6 +219,8 @@ def train(
         last_checkpoint=latest_checkpoint(spec.output_dir),
         samples=samples,
     )
+    if not writes_outputs:
+        return result
     _write_model_card(spec, adapter_dir, data, result)
     if not hp.merge_adapter:
         return result

@@ -181,6 +181,7 @@ class JobRunner:
             output_dir=self.settings.jobs_dir / job.id,
             hyperparameters=TypeAdapter(Hyperparameters).validate_python(job.hyperparameters),
             trust_remote_code=self.settings.trust_remote_code,
+            tokenized_cache_dir=root / "cache" / "tokenized",
         )
 
     def _usage(self, job: Job, started: float) -> dict[str, Any]:
