@@ -25,7 +25,7 @@ from sqlalchemy import text
 from core.db import engine_for, transaction
 from core.migrate import upgrade_database
 from core.settings import Settings, get_settings
-from tuneq.processes import Service, start_worker
+from tuneq.processes import Service, start_dispatcher, start_worker
 from tuneq.webhook_receiver import WebhookReceiver
 
 PG_BASE_URL = os.environ.get("TUNEQ_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -117,7 +117,10 @@ def settings(
         "TUNEQ_REDIS_URL": redis_url,
         "TUNEQ_DATA_ROOT": str(tmp_path / "data"),
         "TUNEQ_QUEUE_NAME": f"test-{uuid.uuid4().hex[:8]}",
-        "TUNEQ_WEBHOOK_ATTEMPTS": "2",
+        # Webhook retries at test speed: 8 attempts within a few seconds, found within a fifth of a second.
+        "TUNEQ_WEBHOOK_RETRY_DELAYS_SECONDS": json.dumps([0.2] * 7),
+        "TUNEQ_WEBHOOK_POLL_INTERVAL_SECONDS": "0.1",
+        "TUNEQ_WEBHOOK_TIMEOUT_SECONDS": "5",
         # Recovery at test speed: lost workers are noticed in seconds, not minutes.
         "TUNEQ_HEARTBEAT_INTERVAL_SECONDS": "0.5",
         "TUNEQ_HEARTBEAT_STALE_SECONDS": "8",
@@ -265,6 +268,31 @@ def worker(settings: Settings, tmp_path: Path) -> Iterator[Service]:
     service = start_worker(tmp_path / "logs", gpu=0)
     yield service
     service.stop()
+
+
+@pytest.fixture
+def dispatcher(settings: Settings, tmp_path: Path) -> Iterator[Service]:
+    """A real ``tuneq dispatcher`` process sending this test's webhooks."""
+    service = start_dispatcher(tmp_path / "logs")
+    yield service
+    service.stop()
+
+
+@contextmanager
+def dispatching(settings: Settings, name: str = "test-dispatcher") -> Iterator[None]:
+    """The dispatcher loop in a thread of this process, for tests that drive transitions directly."""
+    import threading
+
+    from core.webhook_dispatcher import Dispatcher
+
+    stop = threading.Event()
+    thread = threading.Thread(target=Dispatcher(settings, name).run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)
 
 
 def wait_for_job(

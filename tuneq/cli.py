@@ -75,6 +75,25 @@ def maintenance() -> None:
 
 
 @app.command()
+def dispatcher() -> None:
+    """Send webhooks: claim due deliveries from the outbox and POST them (run one or more, anywhere)."""
+    import signal
+    import threading
+
+    from core.webhook_dispatcher import Dispatcher
+    from tuneq.runtime import resolved_settings
+
+    stop = threading.Event()
+    # SIGTERM finishes the attempts in flight, then exits; anything unsent stays in the outbox.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with resolved_settings() as settings:
+        try:
+            Dispatcher(settings).run(stop)
+        except KeyboardInterrupt:
+            stop.set()
+
+
+@app.command()
 def migrate() -> None:
     """Bring the database schema to the newest version."""
     from core.migrate import upgrade_database
