@@ -181,7 +181,11 @@ def test_a_transition_writes_one_outbox_row_per_subscribed_endpoint_and_a_rollba
 
     finish(settings, job_id, JobStatus.SUCCEEDED)
     done = [d for d in deliveries(settings, job_id) if d.event_type == "fine_tuning.job.succeeded"]
-    assert sorted(d.url for d in done) == ["http://127.0.0.1:9/all", "http://127.0.0.1:9/done", "http://127.0.0.1:9/job"]
+    assert sorted(d.url for d in done) == [
+        "http://127.0.0.1:9/all",
+        "http://127.0.0.1:9/done",
+        "http://127.0.0.1:9/job",
+    ]
     assert len({d.event_id for d in done}) == 1  # one event, delivered to three places
     assert all(d.sequence > running.sequence for d in done)
 
