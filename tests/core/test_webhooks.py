@@ -236,3 +236,16 @@ def test_receiver_answering_410_gone_disables_its_endpoint_and_the_job_is_told(
     second = submit()
     claim(settings, second)
     assert deliveries(settings, second) == []  # a disabled endpoint is sent nothing new
+
+
+def test_a_send_the_url_guard_refuses_is_a_failed_attempt_with_the_reason(
+    settings: Settings, submit: Callable[..., str], hooks: WebhookReceiver
+) -> None:
+    job_id = submit(webhook_url=hooks.url)  # accepted while private addresses were allowed
+    strict = settings.model_copy(update={"allow_private_webhooks": False, "webhook_retry_delays_seconds": []})
+    with dispatching(strict):
+        succeed(settings, job_id)
+        wait_until(lambda: all_settled(settings), what="the delivery settled")
+    [delivery] = deliveries(settings, job_id)
+    assert delivery.status == "failed" and "refused to send" in str(delivery.last_error)
+    assert "loopback" in str(delivery.last_error) and hooks.attempts == []
