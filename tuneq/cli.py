@@ -80,17 +80,15 @@ def dispatcher() -> None:
     import signal
     import threading
 
+    from core.settings import get_settings
     from core.webhook_dispatcher import Dispatcher
-    from tuneq.runtime import resolved_settings
 
     stop = threading.Event()
     # SIGTERM finishes the attempts in flight, then exits; anything unsent stays in the outbox.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with resolved_settings() as settings:
-        try:
-            Dispatcher(settings).run(stop)
-        except KeyboardInterrupt:
-            stop.set()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    # Only the database is needed: no Redis, no data root, no GPU.
+    Dispatcher(get_settings()).run(stop)
 
 
 @app.command()
