@@ -85,6 +85,7 @@ def delete_endpoint(session: Session, *, tenant: str, endpoint_id: str) -> None:
 
 def rotate_endpoint_secret(session: Session, settings: Settings, *, tenant: str, endpoint_id: str) -> WebhookEndpoint:
     endpoint = get_endpoint(session, tenant=tenant, endpoint_id=endpoint_id)
+    session.refresh(endpoint, with_for_update=True)  # two rotations at once: the second keeps the first's secret
     rotate(endpoint, utcnow(), timedelta(seconds=settings.webhook_secret_overlap_seconds))
     return endpoint
 
@@ -104,5 +105,6 @@ def tenant_secret(session: Session, tenant: str) -> TenantWebhookSecret:
 
 def rotate_tenant_secret(session: Session, settings: Settings, *, tenant: str) -> TenantWebhookSecret:
     record = tenant_secret(session, tenant)
+    session.refresh(record, with_for_update=True)
     rotate(record, utcnow(), timedelta(seconds=settings.webhook_secret_overlap_seconds))
     return record
