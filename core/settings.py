@@ -24,7 +24,7 @@ DEFAULT_GPU_PRICES_PER_HOUR: dict[str, float] = {
 
 
 # Webhook retry schedule (Svix's): the delay before each retry after a failed attempt, so 8 attempts over
-# about 33 hours: at once, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h; after the last the delivery
+# about 28 hours: at once, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h; after the last the delivery
 # has failed for good. Each delay gets +-20 % jitter, and a longer Retry-After from the receiver wins.
 DEFAULT_WEBHOOK_RETRY_DELAYS_SECONDS: list[float] = [5, 300, 1800, 7200, 18000, 36000, 36000]
 
