@@ -8,6 +8,7 @@ from fastapi import Path
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints, UrlConstraints
 
 from core.views import EventView, FileView, JobView, MetricView
+from core.webhook_views import WebhookDeliveryView, WebhookEndpointView
 from trainer.config import Hyperparameters
 
 # No control characters: they are never meaningful in these fields, and PostgreSQL refuses NUL in text.
@@ -18,6 +19,8 @@ Reference = Annotated[str, StringConstraints(min_length=1, max_length=1024, patt
 WebhookUrl = Annotated[AnyHttpUrl, UrlConstraints(max_length=2048)]
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 JobId = Annotated[str, Path(pattern=ID_PATTERN, description="a job id, ftjob-…")]
+WebhookEndpointId = Annotated[str, Path(pattern=ID_PATTERN, description="a webhook endpoint id, we-…")]
+WebhookDeliveryId = Annotated[str, Path(pattern=ID_PATTERN, description="a webhook delivery id, whdel-…")]
 FileId = Annotated[str, Path(pattern=ID_PATTERN, description="a file id, file-…")]
 Cursor = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 
@@ -63,3 +66,27 @@ class MetricList(BaseModel):
 class EventList(BaseModel):
     object: str = "list"
     data: list[EventView]
+
+
+class WebhookEndpointRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: WebhookUrl
+    event_types: (
+        Annotated[
+            list[Annotated[str, StringConstraints(max_length=64)]],
+            Field(min_length=1, max_length=32, description="e.g. fine_tuning.job.succeeded; omit for every type"),
+        ]
+        | None
+    ) = None
+    description: Annotated[str, StringConstraints(max_length=512, pattern=NO_CONTROL)] | None = None
+
+
+class WebhookEndpointList(BaseModel):
+    object: str = "list"
+    data: list[WebhookEndpointView]
+
+
+class WebhookDeliveryList(BaseModel):
+    object: str = "list"
+    data: list[WebhookDeliveryView]

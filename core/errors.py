@@ -68,3 +68,11 @@ class QuotaExceeded(TuneqError):
     def __init__(self, message: str, retry_after: int, param: str | None = None) -> None:
         super().__init__(message, param)
         self.retry_after = retry_after
+
+
+class WebhookEndpointNotFound(NotFound):
+    code = "webhook_endpoint_not_found"
+
+
+class WebhookDeliveryNotFound(NotFound):
+    code = "webhook_delivery_not_found"

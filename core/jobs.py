@@ -3,7 +3,8 @@
 Every status change goes through ``transition``, a single compare-and-set
 UPDATE, so two processes can never both move a job (and so never both run it).
 Each service function owns a change together with its consequences: the row,
-the event, and the queue message (sent only once the transaction commits).
+the event, the webhook outbox rows, and the queue message (sent only once the
+transaction commits).
 Functions a user reaches take ``tenant`` as a required keyword.
 """
 
@@ -32,6 +33,7 @@ from core.quotas import check_can_queue
 from core.settings import Settings
 from core.states import JobStatus, sources_of
 from core.url_guard import check_webhook_url
+from core.webhook_events import record_status_event
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +161,8 @@ def transition(
     state, so a concurrent change makes this one fail instead of overwriting it.
     With ``owner``, it also only matches while that worker holds the job (a
     worker presumed lost must not overwrite the run that replaced it).
+    The event row and the webhook outbox rows are written in the same
+    transaction: a change that commits has them, one that rolls back has none.
     """
     conditions = [Job.id == job_id, Job.status.in_([s.value for s in sources_of(target)])]
     if owner is not None:
@@ -179,7 +183,10 @@ def transition(
             raise IllegalTransition(f"job {job_id} is no longer held by worker {owner}")
         raise IllegalTransition(f"job {job_id} is {current.status}; it cannot become {target.value}")
     session.refresh(job)
-    add_event(session, job_id, message, data={"status": target.value})
+    event = JobEvent(job_id=job_id, message=message, level="info", type="message", data={"status": target.value})
+    session.add(event)
+    session.flush()  # its id orders this job's webhook events: the UPDATE above serialises the job's changes
+    record_status_event(session, job, target, sequence=event.id)
     return job
 
 

@@ -23,6 +23,12 @@ DEFAULT_GPU_PRICES_PER_HOUR: dict[str, float] = {
 }
 
 
+# Webhook retry schedule (Svix's): the delay before each retry after a failed attempt, so 8 attempts over
+# about 28 hours: at once, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h; after the last the delivery
+# has failed for good. Each delay gets +-20 % jitter, and a longer Retry-After from the receiver wins.
+DEFAULT_WEBHOOK_RETRY_DELAYS_SECONDS: list[float] = [5, 300, 1800, 7200, 18000, 36000, 36000]
+
+
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
@@ -60,8 +66,18 @@ class Settings(BaseSettings):
     gpu_prices_per_hour: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_GPU_PRICES_PER_HOUR))
     default_gpu_price_per_hour: float = Field(default=2.00, ge=0, description="for GPUs not in the price table")
     cpu_price_per_hour: float = Field(default=0.05, ge=0)
-    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
-    webhook_attempts: int = Field(default=3, ge=1)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, description="one webhook POST, connect to answer")
+    webhook_retry_delays_seconds: list[float] = Field(
+        default_factory=lambda: list(DEFAULT_WEBHOOK_RETRY_DELAYS_SECONDS),
+        description="delay before each webhook retry; its length + 1 is the number of attempts",
+    )
+    webhook_secret_overlap_seconds: float = Field(
+        default=24 * 3600, ge=0, description="after a secret rotation, the old secret still signs this long"
+    )
+    webhook_dispatcher_threads: int = Field(default=8, ge=1, description="deliveries one dispatcher sends at once")
+    webhook_poll_interval_seconds: float = Field(
+        default=1.0, gt=0, description="how often an idle dispatcher looks for due deliveries"
+    )
     trust_remote_code: bool = Field(default=False, description="let model repos run their own Python code")
     auth: AuthMode = Field(default=AuthMode.REQUIRED, description="'disabled' runs open, and only on loopback")
     open_tenant: str = Field(default="default", description="the tenant every request acts as when auth is disabled")
@@ -110,6 +126,11 @@ class Settings(BaseSettings):
     readiness_timeout_seconds: float = Field(default=3.0, gt=0, description="per-dependency limit of /readyz")
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+
+    @property
+    def webhook_lease_seconds(self) -> float:
+        """How long a claimed delivery is a dispatcher's; past it, another may send it (the first died)."""
+        return 2 * self.webhook_timeout_seconds + 30
 
     @property
     def resolved_database_url(self) -> str:

@@ -25,7 +25,7 @@ from sqlalchemy import text
 from core.db import engine_for, transaction
 from core.migrate import upgrade_database
 from core.settings import Settings, get_settings
-from tuneq.processes import Service, start_worker
+from tuneq.processes import Service, start_dispatcher, start_worker
 from tuneq.webhook_receiver import WebhookReceiver
 
 PG_BASE_URL = os.environ.get("TUNEQ_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -33,7 +33,19 @@ REDIS_URL = os.environ.get("TUNEQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 # Every test run gets its own schema, so parallel runs and other users of the database do not collide.
 SCHEMA = f"tuneq_test_{os.getpid()}"
 PG_URL = f"{PG_BASE_URL}{'&' if '?' in PG_BASE_URL else '?'}options=-csearch_path%3D{SCHEMA}"
-TABLES = ("job_metrics", "job_events", "jobs", "files", "workers", "api_keys", "idempotency_keys")
+TABLES = (
+    "job_metrics",
+    "job_events",
+    "jobs",
+    "files",
+    "workers",
+    "api_keys",
+    "idempotency_keys",
+    "webhook_attempts",
+    "webhook_deliveries",
+    "webhook_endpoints",
+    "webhook_tenant_secrets",
+)
 TENANT = "acme"  # the tenant of the `client` fixture's key
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
@@ -105,7 +117,10 @@ def settings(
         "TUNEQ_REDIS_URL": redis_url,
         "TUNEQ_DATA_ROOT": str(tmp_path / "data"),
         "TUNEQ_QUEUE_NAME": f"test-{uuid.uuid4().hex[:8]}",
-        "TUNEQ_WEBHOOK_ATTEMPTS": "2",
+        # Webhook retries at test speed: 8 attempts within a few seconds, found within a fifth of a second.
+        "TUNEQ_WEBHOOK_RETRY_DELAYS_SECONDS": json.dumps([0.2] * 7),
+        "TUNEQ_WEBHOOK_POLL_INTERVAL_SECONDS": "0.1",
+        "TUNEQ_WEBHOOK_TIMEOUT_SECONDS": "5",
         # Recovery at test speed: lost workers are noticed in seconds, not minutes.
         "TUNEQ_HEARTBEAT_INTERVAL_SECONDS": "0.5",
         "TUNEQ_HEARTBEAT_STALE_SECONDS": "8",
@@ -207,7 +222,13 @@ def client(api_url: str, api_key: str) -> Iterator[httpx.Client]:
 
 
 def submit_in_database(
-    settings: Settings, tenant: str, model: Path, dataset: Path, priority: int = 0, **hyperparameters: Any
+    settings: Settings,
+    tenant: str,
+    model: Path,
+    dataset: Path,
+    priority: int = 0,
+    webhook_url: str | None = None,
+    **hyperparameters: Any,
 ) -> str:
     """Upload ``dataset`` and submit a job through the service layer, without HTTP."""
     from core import files, jobs
@@ -216,7 +237,7 @@ def submit_in_database(
     with transaction(settings.resolved_database_url) as session, dataset.open("rb") as handle:
         record = files.store_upload(session, settings, tenant=tenant, filename=dataset.name, stream=handle)
     queue = job_queue(redis.Redis.from_url(str(settings.redis_url)), settings)
-    new = jobs.NewJob(str(model), record.id, dict(hyperparameters), priority=priority)
+    new = jobs.NewJob(str(model), record.id, dict(hyperparameters), priority=priority, webhook_url=webhook_url)
     with transaction(settings.resolved_database_url) as session:
         return jobs.submit_job(session, settings, queue, tenant=tenant, new=new).id
 
@@ -253,6 +274,31 @@ def worker(settings: Settings, tmp_path: Path) -> Iterator[Service]:
     service = start_worker(tmp_path / "logs", gpu=0)
     yield service
     service.stop()
+
+
+@pytest.fixture
+def dispatcher(settings: Settings, tmp_path: Path) -> Iterator[Service]:
+    """A real ``tuneq dispatcher`` process sending this test's webhooks."""
+    service = start_dispatcher(tmp_path / "logs")
+    yield service
+    service.stop()
+
+
+@contextmanager
+def dispatching(settings: Settings, name: str = "test-dispatcher") -> Iterator[None]:
+    """The dispatcher loop in a thread of this process, for tests that drive transitions directly."""
+    import threading
+
+    from core.webhook_dispatcher import Dispatcher
+
+    stop = threading.Event()
+    thread = threading.Thread(target=Dispatcher(settings, name).run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)
 
 
 def wait_for_job(

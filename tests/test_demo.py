@@ -24,7 +24,7 @@ def test_demo_runs_a_real_fine_tune_on_embedded_defaults(tmp_path: Path) -> None
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     assert "demo succeeded" in output
-    assert "webhook received: fine_tune.job.succeeded" in output
+    assert "webhook received: fine_tuning.job.succeeded" in output
     assert "sample generation: 'The capital of" in output
     assert (root / "tuneq.db").is_file()  # SQLite, not the test PostgreSQL
     assert not (root / "run" / "redis.sock").exists()  # the embedded Redis was shut down

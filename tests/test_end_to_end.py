@@ -1,13 +1,15 @@
-"""The whole path with real parts: uvicorn API, PostgreSQL, Redis, a worker process, training, webhook."""
+"""The whole path with real parts: uvicorn API, PostgreSQL, Redis, a worker process, training, and a
+dispatcher process sending the signed webhook."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from openai import OpenAI
+from standardwebhooks import Webhook
 
 from core.settings import Settings
 from tests.conftest import FAST_HYPERPARAMETERS, wait_for_terminal
@@ -20,6 +22,7 @@ def test_job_trains_tiny_model_to_success_through_api_queue_and_worker(
     settings: Settings,
     client: httpx.Client,
     worker: Service,
+    dispatcher: Service,
     receiver: WebhookReceiver,
     tiny_model: Path,
     uploaded_file: dict[str, Any],
@@ -63,12 +66,21 @@ def test_job_trains_tiny_model_to_success_through_api_queue_and_worker(
     assert (adapter / "tokenizer.json").is_file()
     _adapter_generates(tiny_model, adapter)
 
-    hooks = receiver.wait_for(1, timeout=30)
-    time.sleep(1)  # a duplicate would arrive right behind the first
-    assert len(receiver.received) == 1
-    assert hooks[0].body["type"] == "fine_tune.job.succeeded"
-    assert hooks[0].body["data"]["id"] == job["id"]
-    assert hooks[0].headers["webhook-id"] == hooks[0].body["id"]
+    [hook] = receiver.wait_for(1, timeout=30)
+    secret = client.get("/webhook_secret").json()["secret"]
+    assert Webhook(secret).verify(hook.raw, hook.headers)["data"] == {
+        "id": job["id"],
+        "object": "fine_tuning.job",
+        "status": "succeeded",
+        "adapter": "adapter",
+        "error": None,
+        "metadata": None,
+    }
+    event = OpenAI(api_key="unused").webhooks.unwrap(hook.raw, hook.headers, secret=secret)
+    assert event.type == "fine_tuning.job.succeeded" and event.id == hook.headers["webhook-id"]
+    # Exactly one: the job's only delivery was delivered at its first attempt, so nothing else can follow.
+    [delivery] = client.get(f"/finetune/{job['id']}/webhooks").json()["data"]
+    assert delivery["status"] == "delivered" and delivery["attempts"] == 1 and len(receiver.attempts) == 1
 
 
 def _adapter_generates(base: Path, adapter: Path) -> None:
@@ -92,6 +104,7 @@ def _adapter_generates(base: Path, adapter: Path) -> None:
 def test_failing_job_is_recorded_and_worker_takes_the_next_job(
     client: httpx.Client,
     worker: Service,
+    dispatcher: Service,
     receiver: WebhookReceiver,
     tiny_model: Path,
     uploaded_file: dict[str, Any],
@@ -125,7 +138,7 @@ def test_failing_job_is_recorded_and_worker_takes_the_next_job(
     assert worker.process.poll() is None
 
     hooks = receiver.wait_for(1, timeout=30)
-    assert hooks[0].body["type"] == "fine_tune.job.failed"
+    assert hooks[0].body["type"] == "fine_tuning.job.failed"
     assert hooks[0].body["data"]["error"]["code"] == "model_load_failed"
     events = client.get(f"/finetune/{bad['id']}/events").json()["data"]
     assert events[0]["message"] == "job created"

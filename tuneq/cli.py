@@ -78,6 +78,32 @@ def maintenance() -> None:
 
 
 @app.command()
+def dispatcher() -> None:
+    """Send webhooks: claim due deliveries from the outbox and POST them (run one or more, anywhere)."""
+    import signal
+    import threading
+
+    from core.metrics.multiprocess import use_multiprocess_dir
+    from core.settings import get_settings
+
+    settings = get_settings()
+    use_multiprocess_dir(settings)  # before anything imports prometheus_client
+    from prometheus_client import start_http_server
+
+    from core.metrics.exposition import worker_registry
+    from core.webhook_dispatcher import Dispatcher
+
+    if settings.metrics_port is not None:  # delivery counters, scraped like a worker's
+        start_http_server(settings.metrics_port, registry=worker_registry(settings, [], "dispatcher"))
+    stop = threading.Event()
+    # SIGTERM finishes the attempts in flight, then exits; anything unsent stays in the outbox.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    # Only the database is needed: no Redis, no data root, no GPU.
+    Dispatcher(settings).run(stop)
+
+
+@app.command()
 def migrate() -> None:
     """Bring the database schema to the newest version."""
     from core.migrate import upgrade_database

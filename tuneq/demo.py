@@ -1,4 +1,4 @@
-"""``make demo``: one real fine-tune through API, queue and worker, shown live."""
+"""``make demo``: one real fine-tune through API, queue, worker and webhook dispatcher, shown live."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from typing import Any
 
 import httpx
 from rich.console import Console
+from standardwebhooks import Webhook
 
 from core.api_keys import create_key
 from core.db import transaction
 from core.settings import Settings, get_settings
-from tuneq.processes import Service, start_api, start_worker
+from tuneq.processes import Service, start_api, start_dispatcher, start_worker
 from tuneq.runtime import resolved_settings
 from tuneq.webhook_receiver import WebhookReceiver
 
@@ -68,10 +69,23 @@ def _report(client: httpx.Client, job: dict[str, Any], receiver: WebhookReceiver
     console.print(f"artifact {job['adapter']!r} of the job: the LoRA adapter, with a model card README.md")
     for sample in (job["result"] or {}).get("samples", [])[:2]:
         console.print(f"sample generation: {sample['completion']!r} (reference: {sample['reference']!r})")
+    learned = bool(losses) and losses[-1] < losses[0]
+    return job["status"] == "succeeded" and _webhook_arrived_once(client, job, receiver) and learned
+
+
+def _webhook_arrived_once(client: httpx.Client, job: dict[str, Any], receiver: WebhookReceiver) -> bool:
+    """The dispatcher delivered the job's one signed event, and nothing else arrived."""
     hooks = receiver.wait_for(1, timeout=30)
+    secret = client.get("/webhook_secret").raise_for_status().json()["secret"]
     for hook in hooks:
-        console.print(f"webhook received: {hook.body['type']} (id {hook.headers.get('webhook-id')})")
-    return job["status"] == "succeeded" and len(hooks) == 1 and bool(losses) and losses[-1] < losses[0]
+        Webhook(secret).verify(hook.raw, hook.headers)  # raises if the signature is wrong
+        console.print(
+            f"webhook received: {hook.body['type']} (id {hook.headers.get('webhook-id')}, signature verified)"
+        )
+    deliveries = client.get(f"/finetune/{job['id']}/webhooks").raise_for_status().json()["data"]
+    # One delivery, delivered at its first attempt: no second copy can be on its way.
+    once = [(d["status"], d["attempts"]) for d in deliveries] == [("delivered", 1)]
+    return once and len(receiver.attempts) == 1
 
 
 def _create_key(settings: Settings) -> str:
@@ -101,7 +115,8 @@ def run_demo(data_root: Path) -> int:
             api, base_url = start_api(logs)
             services.append(api)
             services.append(start_worker(logs))
-            console.print(f"API on {base_url}, one worker started (logs in {logs})")
+            services.append(start_dispatcher(logs))
+            console.print(f"API on {base_url}, one worker and the webhook dispatcher started (logs in {logs})")
             key = _create_key(settings)
             console.print(f"created API key {key[:12]}… for tenant 'demo' (tuneq keys create --tenant demo)")
             auth = {"Authorization": f"Bearer {key}"}

@@ -1,4 +1,4 @@
-"""Start and stop the API and worker processes (used by the demo and the tests)."""
+"""Start and stop the API, worker and webhook dispatcher processes (used by the demo and the tests)."""
 
 from __future__ import annotations
 
@@ -79,6 +79,10 @@ def start_worker(
 ) -> Service:
     args = ["worker"] + (["--gpu", str(gpu)] if gpu is not None else [])
     return start_tuneq(name, args, log_dir, env)
+
+
+def start_dispatcher(log_dir: Path, name: str = "dispatcher", env: dict[str, str] | None = None) -> Service:
+    return start_tuneq(name, ["dispatcher"], log_dir, env)
 
 
 def wait_until_healthy(service: Service, base_url: str, timeout: float = 60.0) -> None:

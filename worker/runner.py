@@ -1,4 +1,8 @@
-"""Runs one job: claim it, train, record the outcome and cost, notify."""
+"""Runs one job: claim it, train, record the outcome and cost.
+
+Webhooks are not sent from here: the finishing transition writes them to the
+outbox and a dispatcher sends them, so a job process never waits for a receiver.
+"""
 
 from __future__ import annotations
 
@@ -14,15 +18,12 @@ from sqlalchemy.orm import Session
 from core import jobs, workers
 from core.cost import cost_usd
 from core.db import run_with_retry
-from core.errors import IllegalTransition, TuneqError
+from core.errors import IllegalTransition
 from core.models import Job
 from core.queue import connect_redis, job_queue
 from core.scheduling import claim_next_job
 from core.settings import Settings
 from core.states import JobStatus
-from core.url_guard import check_webhook_url
-from core.views import job_view
-from core.webhooks import deliver, job_event
 from trainer.config import Hyperparameters, RunSpec
 from trainer.errors import TrainerError, TrainingStopped
 from trainer.model_loading import pick_device
@@ -226,32 +227,8 @@ class JobRunner:
             return done
 
         try:
-            finished: Job = self._db(finish)
+            self._db(finish)
         except IllegalTransition as exc:
             log.warning("could not finish %s: %s", job.id, exc)
             return "lost"
-        self._notify(finished)
         return status.value
-
-    def _notify(self, job: Job) -> None:
-        if not job.webhook_url:
-            return
-        try:  # again at send time: the name may resolve elsewhere now
-            check_webhook_url(job.webhook_url, self.settings.allow_private_webhooks)
-        except TuneqError as exc:
-            refusal = f"webhook not sent: {exc.message}"
-            self._db(lambda s: jobs.add_event(s, job.id, refusal, level="warning"))
-            return
-        view = self._db(lambda s: job_view(job, jobs.latest_metrics(s, [job.id]).get(job.id)))
-        outcome = deliver(
-            job.webhook_url, job_event(view), self.settings.webhook_attempts, self.settings.webhook_timeout_seconds
-        )
-        self._db(
-            lambda s: jobs.add_event(
-                s,
-                job.id,
-                "webhook delivered" if outcome.delivered else f"webhook failed: {outcome.error}",
-                level="info" if outcome.delivered else "warning",
-                data={"attempts": outcome.attempts, "status_code": outcome.status_code},
-            )
-        )

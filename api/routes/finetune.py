@@ -1,4 +1,4 @@
-"""Fine-tune jobs: submit, read, list, cancel, metrics, events."""
+"""Fine-tune jobs: submit, read, list, cancel, metrics, events, webhook deliveries."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from fastapi import APIRouter, Query, Response
 
 from api.deps import CurrentTenant, QueueDep, SessionDep, SettingsDep
 from api.errors import ERROR_RESPONSES
-from api.schemas import Cursor, EventList, FineTuneRequest, JobId, JobList, MetricList
-from core import jobs
+from api.schemas import Cursor, EventList, FineTuneRequest, JobId, JobList, MetricList, WebhookDeliveryList
+from core import jobs, webhook_outbox
 from core.models import Job
 from core.views import JobView, event_view, job_view, metric_view
+from core.webhook_views import delivery_view
 
 router = APIRouter(prefix="/finetune", tags=["fine-tune"], responses=ERROR_RESPONSES)
 
@@ -95,3 +96,12 @@ def get_metrics(
 def get_events(job_id: JobId, tenant: CurrentTenant, session: SessionDep) -> EventList:
     jobs.get_job(session, tenant=tenant, job_id=job_id)
     return EventList(data=[event_view(e) for e in jobs.job_events(session, job_id)])
+
+
+@router.get("/{job_id}/webhooks", response_model=WebhookDeliveryList)
+def get_webhook_deliveries(job_id: JobId, tenant: CurrentTenant, session: SessionDep) -> WebhookDeliveryList:
+    """The job's webhook deliveries, in event order, each with its attempts."""
+    jobs.get_job(session, tenant=tenant, job_id=job_id)
+    deliveries = webhook_outbox.job_deliveries(session, job_id)
+    attempts = webhook_outbox.delivery_attempts(session, [d.id for d in deliveries])
+    return WebhookDeliveryList(data=[delivery_view(d, attempts[d.id]) for d in deliveries])

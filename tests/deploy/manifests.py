@@ -7,8 +7,6 @@ from tuneq.cli import app
 
 # Variables tuneq's images read besides its own settings.
 OTHER_VARIABLES = {"HF_HOME"}
-# `tuneq dispatcher` is being written beside this work; drop it from here once the command lands.
-PENDING_COMMANDS = {"dispatcher"}
 
 
 def unknown_variables(names: set[str]) -> set[str]:
@@ -19,4 +17,4 @@ def unknown_variables(names: set[str]) -> set[str]:
 
 def tuneq_commands() -> set[str]:
     registered = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
-    return {name.replace("_", "-") for name in registered} | PENDING_COMMANDS
+    return {name.replace("_", "-") for name in registered}
