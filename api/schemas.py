@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Path
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints, UrlConstraints
 
-from core.views import EventView, FileView, JobView, MetricView
+from core.views import CheckpointView, EventView, FileView, JobView, MetricView
 from trainer.config import Hyperparameters
 
 # No control characters: they are never meaningful in these fields, and PostgreSQL refuses NUL in text.
@@ -19,6 +19,7 @@ WebhookUrl = Annotated[AnyHttpUrl, UrlConstraints(max_length=2048)]
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 JobId = Annotated[str, Path(pattern=ID_PATTERN, description="a job id, ftjob-…")]
 FileId = Annotated[str, Path(pattern=ID_PATTERN, description="a file id, file-…")]
+CheckpointId = Annotated[str, Path(pattern=ID_PATTERN, description="a checkpoint id, ftckpt-…")]
 Cursor = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 
 
@@ -63,3 +64,10 @@ class MetricList(BaseModel):
 class EventList(BaseModel):
     object: str = "list"
     data: list[EventView]
+
+
+class CheckpointList(BaseModel):
+    object: str = "list"
+    data: list[CheckpointView]
+    has_more: bool
+    next_cursor: str | None

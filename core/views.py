@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from core.models import File, Job, JobEvent, JobMetric
+from core.models import Checkpoint, File, Job, JobEvent, JobMetric
 
 
 class ProgressView(BaseModel):
@@ -93,6 +93,16 @@ class FileView(BaseModel):
     created_at: datetime
 
 
+class CheckpointView(BaseModel):
+    id: str
+    object: Literal["fine_tune.checkpoint"] = "fine_tune.checkpoint"
+    step: int
+    metrics: dict[str, Any]
+    bytes: int
+    created_at: datetime
+    deleted_at: datetime | None  # set once checkpoint retention removed its files
+
+
 class EventView(BaseModel):
     id: int
     created_at: datetime
@@ -141,3 +151,7 @@ def file_view(record: File) -> FileView:
 
 def event_view(event: JobEvent) -> EventView:
     return EventView.model_validate(event, from_attributes=True)
+
+
+def checkpoint_view(row: Checkpoint) -> CheckpointView:
+    return CheckpointView.model_validate(row, from_attributes=True)

@@ -33,7 +33,7 @@ REDIS_URL = os.environ.get("TUNEQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 # Every test run gets its own schema, so parallel runs and other users of the database do not collide.
 SCHEMA = f"tuneq_test_{os.getpid()}"
 PG_URL = f"{PG_BASE_URL}{'&' if '?' in PG_BASE_URL else '?'}options=-csearch_path%3D{SCHEMA}"
-TABLES = ("job_metrics", "job_events", "jobs", "files", "workers", "api_keys", "idempotency_keys")
+TABLES = ("checkpoints", "job_metrics", "job_events", "jobs", "files", "workers", "api_keys", "idempotency_keys")
 TENANT = "acme"  # the tenant of the `client` fixture's key
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
