@@ -67,6 +67,7 @@ class JobView(BaseModel):
     priority: int
     worker_id: str | None
     cancel_requested_at: datetime | None
+    pause_requested_at: datetime | None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -131,6 +132,7 @@ def job_view(job: Job, latest: JobMetric | None) -> JobView:
         priority=job.priority,
         worker_id=job.worker_id,
         cancel_requested_at=job.cancel_requested_at,
+        pause_requested_at=job.pause_requested_at,
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,

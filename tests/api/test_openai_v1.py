@@ -116,7 +116,7 @@ def test_errors_raise_the_matching_openai_exception_classes(
     with pytest.raises(openai.BadRequestError) as bad:
         oai.fine_tuning.jobs.create(model=str(tiny_model), training_file=training_file, hyperparameters={"n_epochs": 0})
     assert str(bad.value.param).startswith("hyperparameters.n_epochs") and bad.value.code == "validation_error"
-    with pytest.raises(openai.BadRequestError, match="tuneq.lora_r"):
+    with pytest.raises(openai.BadRequestError, match=r"tuneq\.lora_r"):
         create_job(oai, tiny_model, training_file, extra_body={"tuneq": {"lora_r": -1}})
     with pytest.raises(openai.BadRequestError, match="purpose"), Path(__file__).open("rb") as handle:
         oai.files.create(file=("x.jsonl", handle), purpose="assistants")
