@@ -38,6 +38,7 @@ STATUS_BY_ERROR: list[tuple[type[TuneqError], int, str]] = [
     (InvalidRequest, 400, "invalid_request_error"),
 ]
 TYPE_BY_STATUS = {401: "authentication_error", 404: "not_found_error", 409: "conflict_error", 429: "rate_limit_error"}
+OPENAI_PREFIX = "/v1/"
 AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="tuneq"'}
 
 
@@ -86,9 +87,15 @@ def _classify(exc: TuneqError) -> tuple[int, str]:
     )
 
 
-async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+def _openai_status(request: Request, status: int) -> int:
+    """OpenAI answers every invalid request with 400 (the openai client's BadRequestError); /v1 does too."""
+    return 400 if status == 422 and request.url.path.startswith(OPENAI_PREFIX) else status
+
+
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, TuneqError)
     status, kind = _classify(exc)
+    status = _openai_status(request, status)
     extra = {"line": exc.line} if isinstance(exc, InvalidDataset) and exc.line is not None else {}
     headers: dict[str, str] = {}
     if isinstance(exc, QuotaExceeded):
@@ -103,11 +110,12 @@ def _location(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = [f"{_location(tuple(e['loc']))}: {e['msg']}" for e in exc.errors()]
     first = exc.errors()[0] if exc.errors() else {"loc": ()}
-    return error_response(422, "; ".join(problems), "validation_error", _location(tuple(first["loc"])))
+    status = _openai_status(request, 422)
+    return error_response(status, "; ".join(problems), "validation_error", _location(tuple(first["loc"])))
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -12,7 +12,7 @@ from api.body_limit import BodySizeLimit
 from api.errors import install_error_handlers
 from api.idempotency import IdempotencyKeys
 from api.metrics import install_metrics
-from api.routes import files, finetune, health, webhooks
+from api.routes import files, finetune, health, v1, webhooks
 from core.metrics.exposition import api_registry
 from core.migrate import upgrade_database
 from core.queue import connect_redis, job_queue
@@ -51,4 +51,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(files.router)
     app.include_router(finetune.router)
     app.include_router(webhooks.router)
+    app.include_router(v1.router)
     return app

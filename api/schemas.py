@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Path
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints, UrlConstraints
 
-from core.views import EventView, FileView, JobView, MetricView
+from core.views import CheckpointView, EventView, FileView, JobView, MetricView
 from core.webhook_views import WebhookDeliveryView, WebhookEndpointView
 from trainer.config import Hyperparameters
 
@@ -22,6 +22,7 @@ JobId = Annotated[str, Path(pattern=ID_PATTERN, description="a job id, ftjob-…
 WebhookEndpointId = Annotated[str, Path(pattern=ID_PATTERN, description="a webhook endpoint id, we-…")]
 WebhookDeliveryId = Annotated[str, Path(pattern=ID_PATTERN, description="a webhook delivery id, whdel-…")]
 FileId = Annotated[str, Path(pattern=ID_PATTERN, description="a file id, file-…")]
+CheckpointId = Annotated[str, Path(pattern=ID_PATTERN, description="a checkpoint id, ftckpt-…")]
 Cursor = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 
 
@@ -90,3 +91,10 @@ class WebhookEndpointList(BaseModel):
 class WebhookDeliveryList(BaseModel):
     object: str = "list"
     data: list[WebhookDeliveryView]
+
+
+class CheckpointList(BaseModel):
+    object: str = "list"
+    data: list[CheckpointView]
+    has_more: bool
+    next_cursor: str | None

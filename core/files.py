@@ -7,17 +7,18 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from core.dataset_formats import DatasetError, DatasetSummary, validate_dataset
-from core.db import utcnow
-from core.errors import FileNotFound, InvalidDataset, InvalidRequest
+from core.db import after_commit, utcnow
+from core.errors import Conflict, FileNotFound, InvalidDataset, InvalidRequest
 from core.ids import FILE_PREFIX, new_id
-from core.models import File
+from core.models import File, Job
 from core.pages import Page, newest_first
 from core.quotas import file_too_large, storage_exceeded, upload_allowance
 from core.settings import Settings
+from core.states import JobStatus
 
 CHUNK = 1 << 20
 
@@ -90,6 +91,30 @@ def list_files(session: Session, *, tenant: str, limit: int, after: str | None =
     """Newest first; ``after`` is the id of the last file of the previous page."""
     cursor = get_file(session, tenant=tenant, file_id=after, param="after") if after is not None else None
     return newest_first(session, select(File).where(File.tenant == tenant), File, cursor, limit)
+
+
+# A job in these states will still read its files (a paused one when it resumes).
+_USING_STATES = (JobStatus.QUEUED.value, JobStatus.RUNNING.value, JobStatus.PAUSED.value)
+
+
+def delete_file(session: Session, settings: Settings, *, tenant: str, file_id: str) -> File:
+    """Remove a file and its bytes; refused while an unfinished job still needs it."""
+    record = get_file(session, tenant=tenant, file_id=file_id)
+    users = session.scalars(
+        select(Job.id)
+        .where(Job.tenant == tenant, Job.status.in_(_USING_STATES))
+        .where(or_(Job.training_file == file_id, Job.validation_file == file_id))
+        .limit(3)
+    ).all()
+    if users:
+        raise Conflict(
+            f"file {file_id} is used by unfinished job(s) {', '.join(users)}; cancel them or wait until they end",
+            param="id",
+        )
+    session.delete(record)
+    path = file_path(settings, record)
+    after_commit(session, lambda: path.unlink(missing_ok=True))
+    return record
 
 
 def file_path(settings: Settings, record: File) -> Path:

@@ -6,6 +6,7 @@ import secrets
 
 JOB_PREFIX = "ftjob"
 FILE_PREFIX = "file"
+CHECKPOINT_PREFIX = "ftckpt"
 
 
 def new_id(prefix: str) -> str:

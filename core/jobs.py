@@ -1,4 +1,4 @@
-"""The job service: submit, read, cancel, requeue and finish jobs.
+"""The job service: submit, read, cancel, pause, resume, requeue and finish jobs.
 
 Every status change goes through ``transition``, a single compare-and-set
 UPDATE, so two processes can never both move a job (and so never both run it).
@@ -48,6 +48,7 @@ class NewJob:
     metadata: dict[str, Any] | None = None
     priority: int = 0
     max_run_seconds: int | None = None
+    suffix: str | None = None
 
 
 def add_event(
@@ -95,6 +96,7 @@ def submit_job(session: Session, settings: Settings, queue: Queue, *, tenant: st
         priority=new.priority,
         max_attempts=settings.max_attempts,
         max_run_seconds=new.max_run_seconds or settings.max_run_seconds,
+        suffix=new.suffix,
         attempt=0,
         step=0,
         trained_tokens=0,
@@ -125,17 +127,75 @@ def cancel_job(session: Session, queue: Queue, *, tenant: str, job_id: str) -> J
             job.cancel_requested_at = utcnow()
             add_event(session, job_id, "cancel requested; stopping at the next training step")
         return job
-    raise IllegalTransition(f"job {job_id} already {job.status}; only queued or running jobs can be cancelled")
+    if job.status == JobStatus.PAUSED:
+        return transition(session, job_id, JobStatus.CANCELLED, "cancelled while paused", finished_at=utcnow())
+    raise IllegalTransition(f"job {job_id} already {job.status}; only queued, running or paused jobs can be cancelled")
 
 
-def heartbeat(session: Session, job_id: str) -> tuple[str, bool]:
-    """Record a sign of life of a running job; returns (status, cancel requested)."""
+def pause_job(session: Session, queue: Queue, *, tenant: str, job_id: str) -> Job:
+    """Hold a queued job now (and drop its message); ask a running one to checkpoint and let go of its GPU."""
+    job = get_job(session, tenant=tenant, job_id=job_id)
+    if job.status == JobStatus.PAUSED:
+        return job
+    if job.status == JobStatus.QUEUED:
+        try:
+            paused = transition(session, job_id, JobStatus.PAUSED, "paused while queued")
+            after_commit(session, lambda: remove_message(queue, job_id))
+            return paused
+        except IllegalTransition:
+            session.refresh(job)  # claimed in the meantime: pause it as a running job
+    if job.status == JobStatus.RUNNING:
+        if job.pause_requested_at is None:
+            job.pause_requested_at = utcnow()
+            add_event(session, job_id, "pause requested; checkpointing at the next training step")
+        return job
+    raise IllegalTransition(f"job {job_id} already {job.status}; only queued or running jobs can be paused")
+
+
+def resume_job(session: Session, settings: Settings, queue: Queue, *, tenant: str, job_id: str) -> Job:
+    """Put a paused job back in the queue (it continues from its checkpoint); withdraw a pending pause request."""
+    job = get_job(session, tenant=tenant, job_id=job_id)
+    if job.status == JobStatus.RUNNING and job.pause_requested_at is not None:
+        job.pause_requested_at = None
+        add_event(session, job_id, "pause withdrawn; training goes on")
+        return job
+    if job.status != JobStatus.PAUSED:
+        raise IllegalTransition(f"job {job_id} is {job.status}; only paused jobs can be resumed")
+    resumed = transition(session, job_id, JobStatus.QUEUED, "resumed; queued to continue from its checkpoint")
+    _enqueue_after_commit(session, queue, settings, job_id)
+    return resumed
+
+
+def pause_stopped_job(session: Session, job_id: str, message: str, owner: str, **values: Any) -> Job:
+    """``owner``'s run stopped at a checkpoint because its owner asked for a pause: park it, GPU freed."""
+    return transition(
+        session,
+        job_id,
+        JobStatus.PAUSED,
+        message,
+        owner=owner,
+        worker_id=None,
+        heartbeat_at=None,
+        pause_requested_at=None,
+        **values,
+    )
+
+
+@dataclass(frozen=True)
+class HeartbeatReply:
+    status: str
+    cancel_requested: bool
+    pause_requested: bool
+
+
+def heartbeat(session: Session, job_id: str) -> HeartbeatReply:
+    """Record a sign of life of a running job; returns what its owner has asked for since."""
     session.execute(
         update(Job).where(Job.id == job_id).values(heartbeat_at=utcnow()).execution_options(synchronize_session=False)
     )
     job = session.get(Job, job_id, populate_existing=True)
     assert job is not None
-    return job.status, job.cancel_requested_at is not None
+    return HeartbeatReply(job.status, job.cancel_requested_at is not None, job.pause_requested_at is not None)
 
 
 def get_job(session: Session, *, tenant: str, job_id: str) -> Job:
@@ -146,10 +206,15 @@ def get_job(session: Session, *, tenant: str, job_id: str) -> Job:
     return job
 
 
-def list_jobs(session: Session, *, tenant: str, limit: int, after: str | None = None) -> Page[Job]:
-    """Newest first; ``after`` is the id of the last job of the previous page."""
+def list_jobs(
+    session: Session, *, tenant: str, limit: int, after: str | None = None, metadata: dict[str, str] | None = None
+) -> Page[Job]:
+    """Newest first; ``after`` is the id of the last job of the previous page; ``metadata`` pairs must all match."""
+    query = select(Job).where(Job.tenant == tenant)
+    for key, value in (metadata or {}).items():
+        query = query.where(Job.user_metadata[key].as_string() == value)
     cursor = get_job(session, tenant=tenant, job_id=after) if after is not None else None
-    return newest_first(session, select(Job).where(Job.tenant == tenant), Job, cursor, limit)
+    return newest_first(session, query, Job, cursor, limit)
 
 
 def transition(
@@ -223,6 +288,7 @@ def claim_job(session: Session, job_id: str, worker_id: str, **values: Any) -> J
             started_at=utcnow(),
             heartbeat_at=utcnow(),
             cancel_requested_at=None,
+            pause_requested_at=None,
             **values,
         )
     except IllegalTransition:

@@ -80,6 +80,9 @@ class Job(Base):
     )
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, doc="last sign of life of its run")
     cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    pause_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    suffix: Mapped[str | None] = mapped_column(String(64), doc="part of the fine-tuned model's name")
+    result_files: Mapped[list[str] | None] = mapped_column(JSONType, doc="file ids of the run's results (metrics CSV)")
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     max_run_seconds: Mapped[int | None] = mapped_column(Integer, doc="per-attempt limit on training time")
 
@@ -121,6 +124,22 @@ class JobEvent(Base):
     type: Mapped[str] = mapped_column(String(32), default="message")
     message: Mapped[str] = mapped_column(Text)
     data: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
+class Checkpoint(Base):
+    """A checkpoint the trainer saved; ``deleted_at`` is set once retention removes its files."""
+
+    __tablename__ = "checkpoints"
+    __table_args__ = (Index("ix_checkpoints_job_step", "job_id", "step"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    step: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSONType, doc="the latest metrics at that step")
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    path: Mapped[str] = mapped_column(Text, doc="relative to the data root")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Worker(Base):

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from core.models import File, Job, JobEvent, JobMetric
+from core.models import Checkpoint, File, Job, JobEvent, JobMetric
 
 
 class ProgressView(BaseModel):
@@ -67,6 +67,7 @@ class JobView(BaseModel):
     priority: int
     worker_id: str | None
     cancel_requested_at: datetime | None
+    pause_requested_at: datetime | None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -91,6 +92,16 @@ class FileView(BaseModel):
     line_count: int
     example_count: int
     created_at: datetime
+
+
+class CheckpointView(BaseModel):
+    id: str
+    object: Literal["fine_tune.checkpoint"] = "fine_tune.checkpoint"
+    step: int
+    metrics: dict[str, Any]
+    bytes: int
+    created_at: datetime
+    deleted_at: datetime | None  # set once checkpoint retention removed its files
 
 
 class EventView(BaseModel):
@@ -121,6 +132,7 @@ def job_view(job: Job, latest: JobMetric | None) -> JobView:
         priority=job.priority,
         worker_id=job.worker_id,
         cancel_requested_at=job.cancel_requested_at,
+        pause_requested_at=job.pause_requested_at,
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
@@ -141,3 +153,7 @@ def file_view(record: File) -> FileView:
 
 def event_view(event: JobEvent) -> EventView:
     return EventView.model_validate(event, from_attributes=True)
+
+
+def checkpoint_view(row: Checkpoint) -> CheckpointView:
+    return CheckpointView.model_validate(row, from_attributes=True)

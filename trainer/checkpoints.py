@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 CHECKPOINTS_DIRNAME = "checkpoints"
@@ -26,3 +28,34 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
         if (match := _CHECKPOINT_NAME.match(path.name)) and (path / _COMPLETE_MARKER).is_file()
     ]
     return max(complete)[1] if complete else None
+
+
+def complete_checkpoints(output_dir: Path) -> list[Path]:
+    """Every complete checkpoint under ``output_dir/checkpoints``, oldest first."""
+    root = checkpoints_dir(output_dir)
+    if not root.is_dir():
+        return []
+    found = [
+        (int(match.group(1)), path)
+        for path in root.iterdir()
+        if (match := _CHECKPOINT_NAME.match(path.name)) and (path / _COMPLETE_MARKER).is_file()
+    ]
+    return [path for _, path in sorted(found)]
+
+
+def directory_bytes(path: Path) -> int:
+    return sum(entry.stat().st_size for entry in path.rglob("*") if entry.is_file())
+
+
+@dataclass(frozen=True)
+class SavedCheckpoint:
+    """One checkpoint just written, and which ones retention has left on disk (``kept``, this one included)."""
+
+    step: int
+    path: Path
+    bytes: int
+    metrics: dict[str, float]
+    kept: list[Path]
+
+
+CheckpointCallback = Callable[[SavedCheckpoint], None]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ from trl.trainer.sft_trainer import SFTTrainer
 from trainer.attention import AttentionPlan, choose_attention
 from trainer.auto_hyperparameters import concrete, resolve_hyperparameters
 from trainer.batches import Collator, collator_for
-from trainer.checkpoints import checkpoints_dir, latest_checkpoint
+from trainer.checkpoints import CheckpointCallback, checkpoints_dir, latest_checkpoint
 from trainer.config import Hyperparameters, Quantization, RunSpec
 from trainer.device_profile import profile_device
 from trainer.errors import OutOfMemory, TrainingStopped
@@ -28,7 +29,7 @@ from trainer.model_card import render_model_card
 from trainer.model_loading import load_model, load_tokenizer, pick_device
 from trainer.progress import ProgressCallback, ReportingCallback
 from trainer.results import RunEnvironment, TrainResult
-from trainer.run_control import StopAndCheckpointCallback, StopCheck
+from trainer.run_control import CheckpointReportingCallback, StopAndCheckpointCallback, StopCheck
 from trainer.samples import generate_samples
 from trainer.training_data import EventCallback, TrainingData, load_training_data
 
@@ -119,7 +120,7 @@ def _collator(attention: AttentionPlan, hp: Hyperparameters, tokenizer: PreTrain
 
 def _write_model_card(spec: RunSpec, adapter_dir: Path, data: TrainingData, result: TrainResult) -> None:
     card = render_model_card(
-        base_model=spec.base_model,
+        base_model=spec.base_model_name or spec.base_model,
         data_format=data.format.value,
         train_examples=len(data.train_examples),
         eval_examples=len(data.eval_examples),
@@ -132,17 +133,27 @@ def _write_model_card(spec: RunSpec, adapter_dir: Path, data: TrainingData, resu
     (adapter_dir / "README.md").write_text(card, encoding="utf-8")
 
 
+def name_base_model(adapter_dir: Path, base_model: str) -> None:
+    """peft records the path the model was loaded from; record the name it is known by instead."""
+    config_path = adapter_dir / "adapter_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["base_model_name_or_path"] = base_model
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
+
+
 def train(
     spec: RunSpec,
     on_progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
     on_event: EventCallback | None = None,
+    on_checkpoint: CheckpointCallback | None = None,
 ) -> TrainResult:
     """Fine-tune ``spec.base_model`` on ``spec.train_file`` and save the adapter.
 
     Resumes from the latest checkpoint in ``spec.output_dir/checkpoints`` if there is one. When
     ``should_stop()`` turns true, saves a checkpoint at that step and raises ``TrainingStopped``.
     ``on_event`` hears each "auto" decision and each notable warning, as one readable line.
+    ``on_checkpoint`` hears of each saved checkpoint and of which ones retention kept.
     """
     decisions: list[str] = []
 
@@ -177,7 +188,7 @@ def train(
         data_collator=_collator(attention, hp, tokenizer),
         processing_class=tokenizer,
         peft_config=_lora_config(hp),
-        callbacks=[reporter, control],
+        callbacks=[reporter, control, CheckpointReportingCallback(spec.output_dir, on_checkpoint)],
     )
     trainer.remove_callback(PrinterCallback)  # progress goes to the caller, not to stdout
     keep_adapter_weights_in_fp32(cast(PeftModel, trainer.model))
@@ -201,6 +212,7 @@ def train(
     samples: list[dict[str, str | None]] = []
     if writes_outputs:
         cast(PeftModel, trainer.model).save_pretrained(str(adapter_dir))
+        name_base_model(adapter_dir, spec.base_model_name or spec.base_model)
         tokenizer.save_pretrained(adapter_dir)
         with out_of_memory_as_error("generating samples"):
             prompts_from = data.eval_examples or data.train_examples

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
-from core import jobs, workers
+from core import jobs, result_files, workers
 from core.cost import cost_usd
 from core.db import run_with_retry
 from core.errors import IllegalTransition
@@ -29,6 +29,7 @@ from trainer.errors import TrainerError, TrainingStopped
 from trainer.model_loading import pick_device
 from trainer.results import TrainResult
 from trainer.train import train
+from worker.checkpoint_records import CheckpointRecorder
 from worker.observability import JobWatch
 from worker.reporting import DatabaseProgressWriter
 from worker.stopping import Heartbeat, StopFlag, StopReason, stop_on_sigterm
@@ -92,6 +93,7 @@ class JobRunner:
                 on_progress=writer,
                 should_stop=flag.is_set,
                 on_event=lambda line: self._db(lambda s: jobs.add_event(s, job.id, line)),
+                on_checkpoint=CheckpointRecorder(self.settings, job.id),
             )
         except TrainingStopped as exc:
             return self._stopped(job, started, flag.reason, exc, writer)
@@ -164,11 +166,29 @@ class JobRunner:
             return self._finish(
                 job, started, JobStatus.FAILED, f"failed: {message}", error_code="timeout", error_message=message
             )
+        if reason is StopReason.PAUSE:
+            saved = exc.checkpoint_dir.name if exc.checkpoint_dir else "no checkpoint"
+            return self._pause(job, started, f"paused; GPU released ({saved})")
         return self._finish(job, started, JobStatus.CANCELLED, "cancelled; stopped at a step boundary")
+
+    def _pause(self, job: Job, started: float, message: str) -> str:
+        # Like a graceful requeue, a pause is not the job's fault: it does not use up an attempt.
+        def pause(session: Session) -> Job:
+            usage = self._usage(job, started)
+            return jobs.pause_stopped_job(session, job.id, message, self.worker_id, attempt=Job.attempt - 1, **usage)
+
+        try:
+            self._db(pause)
+        except IllegalTransition as exc:
+            log.warning("could not pause %s: %s", job.id, exc)
+            return "lost"
+        return JobStatus.PAUSED.value
 
     def _forced_stop(self, job: Job, started: float, reason: StopReason) -> None:
         """Last words before the heartbeat thread ends a job process that will not stop."""
-        if reason is StopReason.CANCEL:
+        if reason is StopReason.PAUSE:
+            self._pause(job, started, "paused; did not stop in time, so killed (resumes from its last checkpoint)")
+        elif reason is StopReason.CANCEL:
             self._finish(job, started, JobStatus.CANCELLED, "cancelled; the job did not stop in time and was killed")
         elif reason is StopReason.SHUTDOWN:
             self._requeue(job, started, "worker shutting down; the job did not stop in time and was killed")
@@ -222,6 +242,8 @@ class JobRunner:
 
         def finish(session: Session) -> Job:
             done = jobs.finish_job(session, job.id, status, message, owner=self.worker_id, **usage, **values)
+            if status is JobStatus.SUCCEEDED:
+                result_files.attach_metrics_csv(session, self.settings, done)
             if details and status is JobStatus.FAILED:
                 jobs.add_event(session, job.id, "traceback", level="error", data={"traceback": details})
             return done

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 class StopReason(StrEnum):
     CANCEL = "cancel"  # a user asked: end the job cancelled
+    PAUSE = "pause"  # a user asked: checkpoint, free the GPU, park the job as paused (not requeued)
     SHUTDOWN = "shutdown"  # the worker is going away: put the job back on the queue
     TIMEOUT = "timeout"  # the job's time limit: fail it, keep its checkpoint
     LOST = "lost"  # the database says someone else owns the job now: touch nothing
@@ -95,7 +96,7 @@ class Heartbeat(threading.Thread):
 
     def _beat(self) -> None:
         try:
-            status, cancel = run_with_retry(
+            reply = run_with_retry(
                 self._settings.resolved_database_url,
                 lambda session: jobs.heartbeat(session, self._job_id),
                 deadline_seconds=self._settings.heartbeat_interval_seconds,
@@ -103,10 +104,12 @@ class Heartbeat(threading.Thread):
         except SQLAlchemyError as exc:  # a short outage: training goes on, the next beat retries
             log.warning("heartbeat for %s failed: %s", self._job_id, exc)
             return
-        if status != JobStatus.RUNNING:
+        if reply.status != JobStatus.RUNNING:
             self._flag.request(StopReason.LOST)
-        elif cancel:
+        elif reply.cancel_requested:
             self._flag.request(StopReason.CANCEL)
+        elif reply.pause_requested:
+            self._flag.request(StopReason.PAUSE)
 
     def _kill_if_overdue(self) -> None:
         reason, since = self._flag.reason, self._flag.requested_at

@@ -1,17 +1,29 @@
-"""Fine-tune jobs: submit, read, list, cancel, metrics, events, webhook deliveries."""
+"""Fine-tune jobs: submit, read, list, cancel, metrics, events, checkpoints, downloads, webhook deliveries."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
+from fastapi.responses import FileResponse
 
 from api.deps import CurrentTenant, QueueDep, SessionDep, SettingsDep
+from api.downloads import archive_response
 from api.errors import ERROR_RESPONSES
-from api.schemas import Cursor, EventList, FineTuneRequest, JobId, JobList, MetricList, WebhookDeliveryList
-from core import jobs, webhook_outbox
+from api.schemas import (
+    CheckpointId,
+    CheckpointList,
+    Cursor,
+    EventList,
+    FineTuneRequest,
+    JobId,
+    JobList,
+    MetricList,
+    WebhookDeliveryList,
+)
+from core import artifacts, checkpoints, jobs, webhook_outbox
 from core.models import Job
-from core.views import JobView, event_view, job_view, metric_view
+from core.views import JobView, checkpoint_view, event_view, job_view, metric_view
 from core.webhook_views import delivery_view
 
 router = APIRouter(prefix="/finetune", tags=["fine-tune"], responses=ERROR_RESPONSES)
@@ -105,3 +117,38 @@ def get_webhook_deliveries(job_id: JobId, tenant: CurrentTenant, session: Sessio
     deliveries = webhook_outbox.job_deliveries(session, job_id)
     attempts = webhook_outbox.delivery_attempts(session, [d.id for d in deliveries])
     return WebhookDeliveryList(data=[delivery_view(d, attempts[d.id]) for d in deliveries])
+
+
+@router.get("/{job_id}/adapter", response_class=FileResponse)
+def download_adapter(job_id: JobId, tenant: CurrentTenant, session: SessionDep, settings: SettingsDep) -> FileResponse:
+    """The adapter with its tokenizer and model card, as a .tar (range requests; SHA-256 in X-Checksum-SHA256)."""
+    return archive_response(artifacts.adapter_archive(session, settings, tenant=tenant, job_id=job_id))
+
+
+@router.get("/{job_id}/merged", response_class=FileResponse)
+def download_merged(job_id: JobId, tenant: CurrentTenant, session: SessionDep, settings: SettingsDep) -> FileResponse:
+    """The merged model (when the job set merge_adapter), as a .tar."""
+    return archive_response(artifacts.merged_archive(session, settings, tenant=tenant, job_id=job_id))
+
+
+@router.get("/{job_id}/checkpoints", response_model=CheckpointList)
+def get_checkpoints(
+    job_id: JobId,
+    tenant: CurrentTenant,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    after: Annotated[Cursor | None, Query(description="id of the last checkpoint of the previous page")] = None,
+) -> CheckpointList:
+    """Every checkpoint the job saved, newest first; those removed by retention say so."""
+    jobs.get_job(session, tenant=tenant, job_id=job_id)
+    page = checkpoints.list_checkpoints(session, job_id, limit=limit, after=after)
+    data = [checkpoint_view(row) for row in page.items]
+    return CheckpointList(data=data, has_more=page.has_more, next_cursor=data[-1].id if page.has_more else None)
+
+
+@router.get("/{job_id}/checkpoints/{checkpoint_id}/archive", response_class=FileResponse)
+def download_checkpoint(
+    job_id: JobId, checkpoint_id: CheckpointId, tenant: CurrentTenant, session: SessionDep, settings: SettingsDep
+) -> FileResponse:
+    archive = artifacts.checkpoint_archive(session, settings, tenant=tenant, job_id=job_id, checkpoint_id=checkpoint_id)
+    return archive_response(archive)

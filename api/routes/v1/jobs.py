@@ -1,0 +1,184 @@
+"""OpenAI-compatible fine-tuning jobs, on the same job service as /finetune."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from api.deps import CurrentTenant, QueueDep, SessionDep, SettingsDep
+from api.downloads import archive_response
+from api.errors import ERROR_RESPONSES
+from api.routes.v1.objects import (
+    EVENT_PREFIX,
+    CheckpointList,
+    CreateFineTuningJob,
+    FineTuningJob,
+    FineTuningJobList,
+    JobEventList,
+    checkpoint_object,
+    fine_tuning_job,
+    job_event,
+)
+from api.schemas import CheckpointId, Cursor, JobId, WebhookUrl
+from core import artifacts, checkpoints, jobs
+from core.errors import InvalidRequest
+from core.event_feed import list_feed
+from core.models import Job
+from core.openai_compat import tuneq_hyperparameters, validated_hyperparameters
+from core.views import job_view
+
+router = APIRouter(prefix="/fine_tuning/jobs", tags=["v1 fine-tuning"], responses=ERROR_RESPONSES)
+MAX_METADATA_FILTERS = 16
+
+
+class ServiceOptions(BaseModel):
+    """The non-training part of the ``tuneq`` extra object."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    priority: Annotated[int, Field(ge=-100, le=100)] = 0
+    webhook_url: WebhookUrl | None = None
+    max_run_seconds: Annotated[int, Field(ge=1, le=30 * 24 * 3600)] | None = None
+
+
+def _service_options(tuneq: dict[str, object]) -> ServiceOptions:
+    picked = {key: tuneq.pop(key) for key in list(ServiceOptions.model_fields) if key in tuneq}
+    try:
+        return ServiceOptions.model_validate(picked)
+    except ValidationError as exc:
+        field = f"tuneq.{exc.errors()[0]['loc'][0]}"
+        raise InvalidRequest(f"{field}: {exc.errors()[0]['msg']}", param=field) from exc
+
+
+def _view(session: SessionDep, job: Job) -> FineTuningJob:
+    latest = jobs.latest_metrics(session, [job.id]).get(job.id)
+    return fine_tuning_job(job, job_view(job, latest), latest)
+
+
+@router.post("", response_model=FineTuningJob)
+def create_job(
+    body: CreateFineTuningJob, tenant: CurrentTenant, session: SessionDep, settings: SettingsDep, queue: QueueDep
+) -> FineTuningJob:
+    """Create a fine-tuning job; tuneq's LoRA/QLoRA options go in ``tuneq`` (``extra_body`` in the openai client)."""
+    own = dict(body.tuneq or {})
+    options = _service_options(own)
+    hyperparameters = validated_hyperparameters(tuneq_hyperparameters(body.openai_hyperparameters(), own, body.seed))
+    new = jobs.NewJob(
+        base_model=body.model,
+        training_file=body.training_file,
+        validation_file=body.validation_file,
+        hyperparameters=hyperparameters,
+        webhook_url=str(options.webhook_url) if options.webhook_url else None,
+        metadata=body.metadata,
+        priority=options.priority,
+        max_run_seconds=options.max_run_seconds,
+        suffix=body.suffix,
+    )
+    with session.begin():
+        job = jobs.submit_job(session, settings, queue, tenant=tenant, new=new)
+    return _view(session, job)
+
+
+def _metadata_filter(request: Request) -> dict[str, str]:
+    """``metadata[key]=value`` query parameters, as the openai client sends them."""
+    pairs = {
+        key[len("metadata[") : -1]: value
+        for key, value in request.query_params.items()
+        if key.startswith("metadata[") and key.endswith("]")
+    }
+    if len(pairs) > MAX_METADATA_FILTERS:
+        raise InvalidRequest(f"at most {MAX_METADATA_FILTERS} metadata filters", param="metadata")
+    return pairs
+
+
+@router.get("", response_model=FineTuningJobList)
+def list_jobs(
+    request: Request,
+    tenant: CurrentTenant,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    after: Annotated[Cursor | None, Query(description="id of the last job of the previous page")] = None,
+) -> FineTuningJobList:
+    """Newest first; filter with ``metadata[key]=value``."""
+    page = jobs.list_jobs(session, tenant=tenant, limit=limit, after=after, metadata=_metadata_filter(request))
+    latest = jobs.latest_metrics(session, [job.id for job in page.items])
+    data = [fine_tuning_job(job, job_view(job, latest.get(job.id)), latest.get(job.id)) for job in page.items]
+    return FineTuningJobList(data=data, has_more=page.has_more)
+
+
+@router.get("/{job_id}", response_model=FineTuningJob)
+def retrieve_job(job_id: JobId, tenant: CurrentTenant, session: SessionDep) -> FineTuningJob:
+    return _view(session, jobs.get_job(session, tenant=tenant, job_id=job_id))
+
+
+@router.post("/{job_id}/cancel", response_model=FineTuningJob)
+def cancel_job(job_id: JobId, tenant: CurrentTenant, session: SessionDep, queue: QueueDep) -> FineTuningJob:
+    """A queued or paused job ends at once; a running one stops at its next training step."""
+    with session.begin():
+        job = jobs.cancel_job(session, queue, tenant=tenant, job_id=job_id)
+    return _view(session, job)
+
+
+@router.post("/{job_id}/pause", response_model=FineTuningJob)
+def pause_job(job_id: JobId, tenant: CurrentTenant, session: SessionDep, queue: QueueDep) -> FineTuningJob:
+    """A queued job is held at once; a running one checkpoints at its next step and frees its GPU."""
+    with session.begin():
+        job = jobs.pause_job(session, queue, tenant=tenant, job_id=job_id)
+    return _view(session, job)
+
+
+@router.post("/{job_id}/resume", response_model=FineTuningJob)
+def resume_job(
+    job_id: JobId, tenant: CurrentTenant, session: SessionDep, settings: SettingsDep, queue: QueueDep
+) -> FineTuningJob:
+    """Queue a paused job again; it continues from its checkpoint."""
+    with session.begin():
+        job = jobs.resume_job(session, settings, queue, tenant=tenant, job_id=job_id)
+    return _view(session, job)
+
+
+@router.get("/{job_id}/events", response_model=JobEventList)
+def list_events(
+    job_id: JobId,
+    tenant: CurrentTenant,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+    after: Annotated[str | None, Query(max_length=64, description="id of the last event of the previous page")] = None,
+) -> JobEventList:
+    """Newest first: status messages and one metrics event per logged step."""
+    job = jobs.get_job(session, tenant=tenant, job_id=job_id)
+    cursor = after.removeprefix(EVENT_PREFIX) if after else None
+    page = list_feed(session, job_id, limit=limit, after=cursor, total_steps=job.total_steps)
+    return JobEventList(data=[job_event(e) for e in page.items], has_more=page.has_more)
+
+
+@router.get("/{job_id}/checkpoints", response_model=CheckpointList)
+def list_checkpoints(
+    job_id: JobId,
+    tenant: CurrentTenant,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    after: Annotated[Cursor | None, Query(description="id of the last checkpoint of the previous page")] = None,
+) -> CheckpointList:
+    """Every checkpoint the job saved, newest first; ``deleted`` ones were removed by retention."""
+    job = jobs.get_job(session, tenant=tenant, job_id=job_id)
+    page = checkpoints.list_checkpoints(session, job_id, limit=limit, after=after)
+    data = [checkpoint_object(job, row) for row in page.items]
+    return CheckpointList(
+        data=data,
+        has_more=page.has_more,
+        first_id=data[0].id if data else None,
+        last_id=data[-1].id if data else None,
+    )
+
+
+@router.get("/{job_id}/checkpoints/{checkpoint_id}/content", response_class=FileResponse)
+def download_checkpoint(
+    job_id: JobId, checkpoint_id: CheckpointId, tenant: CurrentTenant, session: SessionDep, settings: SettingsDep
+) -> FileResponse:
+    """The checkpoint's files as a .tar (range requests supported; SHA-256 in X-Checksum-SHA256)."""
+    archive = artifacts.checkpoint_archive(session, settings, tenant=tenant, job_id=job_id, checkpoint_id=checkpoint_id)
+    return archive_response(archive)
