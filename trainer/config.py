@@ -90,9 +90,6 @@ class RunSpec:
     base_model: str
     train_file: Path
     output_dir: Path
-    # What adapter_config.json and the model card name as the base: the model as the user gave it, so the
-    # adapter loads elsewhere (PeftModel.from_pretrained), not this worker's local path. None = base_model.
-    base_model_name: str | None = None
     hyperparameters: Hyperparameters = field(default_factory=Hyperparameters)
     validation_file: Path | None = None
     trust_remote_code: bool = False
@@ -103,3 +100,6 @@ class RunSpec:
     # Where prepared (tokenized, packed) rows are cached by content; the trainer adds one directory per entry.
     tokenized_cache_dir: Path | None = None
     attention: AttentionKernel = AttentionKernel.AUTO  # "auto" picks per device (trainer.attention)
+    # What adapter_config.json and the model card name as the base: the model as the user gave it, so the
+    # adapter loads elsewhere (PeftModel.from_pretrained), not this worker's local path. None = base_model.
+    base_model_name: str | None = None

@@ -137,7 +137,7 @@ def name_base_model(adapter_dir: Path, base_model: str) -> None:
     """peft records the path the model was loaded from; record the name it is known by instead."""
     config_path = adapter_dir / "adapter_config.json"
     config = json.loads(config_path.read_text(encoding="utf-8"))
-    config["base_model_name_or_path"] = base_model
+    config["base_model_name_or_path"] = str(base_model)  # a local model may be given as a Path
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
 
 
