@@ -1,9 +1,11 @@
 """A worker process pinned to one GPU, running an RQ worker.
 
-CUDA_VISIBLE_DEVICES is set before anything imports torch. Each job runs in a
-freshly spawned process (RQ's SpawnWorker, posix_spawn rather than fork): a
-forked child of a process that touched CUDA breaks, and a fresh process gives
-every job all of the GPU's memory back when it ends. This parent never
+CUDA_VISIBLE_DEVICES is set before anything imports torch. The parent claims
+a job in the database when a message arrives (worker.claiming) and only then
+spawns a fresh process for exactly that job (RQ's SpawnWorker, posix_spawn
+rather than fork): a forked child of a process that touched CUDA breaks, and a
+fresh process gives every job all of the GPU's memory back when it ends. A
+message with nothing to claim is dropped without a process. This parent never
 imports torch.
 """
 
@@ -20,6 +22,8 @@ import threading
 from types import FrameType
 from typing import Any
 
+from rq import Queue
+from rq.job import Job as RQJob
 from rq.worker import SpawnWorker
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -27,6 +31,8 @@ from core import workers
 from core.db import transaction
 from core.queue import connect_redis, job_queue
 from core.settings import Settings, get_settings
+from core.workers import WorkerStatus
+from worker.claiming import Device, claim_for_message, release_after_job_process
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +69,41 @@ class TuneqWorker(SpawnWorker):
     fallback after ``graceful_stop_seconds``.
     """
 
+    # Set by run_worker in the parent; the job process rebuilds this object without it and never claims.
+    device: Device = Device.of(None)
+
     @property
     def tuneq_settings(self) -> Settings:
         # From the environment: RQ rebuilds this object inside each job process without our attributes.
         return get_settings()
+
+    def execute_job(self, job: RQJob, queue: Queue) -> None:
+        """Claim first, then spawn: the job process is handed the id the parent claimed."""
+        settings = self.tuneq_settings
+        try:
+            claimed = claim_for_message(settings, self.name, self.device)
+        except SQLAlchemyError:
+            # The job stays queued in the database; the reconciler sends it a new message.
+            log.exception("could not claim for message %s; dropping it", job.id)
+            claimed = None
+        if claimed is None:
+            log.info("nothing to claim for message %s; dropped without a job process", job.id)
+            self._drop_message(job, queue)
+            return
+        job.args = [claimed]  # exactly this job; the message may have named another (see docs/architecture.md)
+        job.description = f"fine-tune {claimed}"
+        job.save(include_meta=False)
+        try:
+            super().execute_job(job, queue)
+        finally:
+            release_after_job_process(settings, self.name, claimed)
+
+    def _drop_message(self, job: RQJob, queue: Queue) -> None:
+        """Forget a dequeued message that started no work (RQ parks it in an intermediate list)."""
+        with self.connection.pipeline() as pipe:
+            pipe.lrem(queue.intermediate_queue_key, 1, job.id)
+            job.delete(pipeline=pipe, remove_from_queue=False)
+            pipe.execute()
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         horse = self.horse_pid
@@ -99,8 +136,9 @@ def run_worker(settings: Settings, gpu: int | None, burst: bool = False) -> None
         workers.register_worker(session, identity)
     redis = connect_redis(settings)
     worker = TuneqWorker([job_queue(redis, settings)], connection=redis, name=name)
+    worker.device = Device.of(gpu_name)
     try:
         worker.work(burst=burst, logging_level="INFO")
     finally:
         with transaction(settings.resolved_database_url) as session:
-            workers.beat(session, name, status="stopped")
+            workers.beat(session, name, status=WorkerStatus.STOPPED)
