@@ -22,6 +22,7 @@ import threading
 from types import FrameType
 from typing import Any
 
+from redis.exceptions import RedisError
 from rq import Queue
 from rq.job import Job as RQJob
 from rq.worker import SpawnWorker
@@ -35,6 +36,8 @@ from core.workers import WorkerStatus
 from worker.claiming import Device, claim_for_message, release_after_job_process
 
 log = logging.getLogger(__name__)
+
+REDIS_RETRY_MAX_SECONDS = 5.0  # backoff cap while Redis is away: it comes back within seconds of a restart
 
 
 def worker_name(gpu: int | None) -> str:
@@ -90,6 +93,9 @@ class TuneqWorker(SpawnWorker):
             log.info("nothing to claim for message %s; dropped without a job process", job.id)
             self._drop_message(job, queue)
             return
+        named = job.args[0]  # reading the args also loads the rest of the message, which save() rewrites
+        if named != claimed:
+            log.info("message for %s claimed %s (scheduling policy)", named, claimed)
         job.args = [claimed]  # exactly this job; the message may have named another (see docs/architecture.md)
         job.description = f"fine-tune {claimed}"
         job.save(include_meta=False)
@@ -125,6 +131,14 @@ class TuneqWorker(SpawnWorker):
             log.warning("worker heartbeat not recorded: %s", exc)
 
 
+def build_worker(settings: Settings, name: str, device: Device) -> TuneqWorker:
+    """An RQ worker on the tuneq queue; its job processes find their worker id in TUNEQ_WORKER_ID."""
+    redis = connect_redis(settings)
+    worker = TuneqWorker([job_queue(redis, settings)], connection=redis, name=name)
+    worker.device = device
+    return worker
+
+
 def run_worker(settings: Settings, gpu: int | None, burst: bool = False) -> None:
     pin_device(gpu)
     name = worker_name(gpu)
@@ -134,11 +148,52 @@ def run_worker(settings: Settings, gpu: int | None, burst: bool = False) -> None
     identity = workers.WorkerIdentity(name, socket.gethostname(), os.getpid(), gpu, gpu_name, gpu_memory)
     with transaction(settings.resolved_database_url) as session:
         workers.register_worker(session, identity)
-    redis = connect_redis(settings)
-    worker = TuneqWorker([job_queue(redis, settings)], connection=redis, name=name)
-    worker.device = Device.of(gpu_name)
     try:
-        worker.work(burst=burst, logging_level="INFO")
+        serve_until_stopped(settings, name, Device.of(gpu_name), burst)
     finally:
         with transaction(settings.resolved_database_url) as session:
             workers.beat(session, name, status=WorkerStatus.STOPPED)
+
+
+def serve_until_stopped(settings: Settings, name: str, device: Device, burst: bool) -> None:
+    """Run the RQ worker; when Redis goes away, wait for it with backoff and start again instead of exiting.
+
+    RQ's work loop retries a lost connection only while it waits for a
+    message; elsewhere (the heartbeat after a job, registering at start) a
+    connection error ends ``work()``. Only a stop signal, or burst mode, ends this loop.
+    """
+    stopping = threading.Event()
+    while not stopping.is_set():
+        if not wait_for_redis(settings, stopping):
+            return
+        worker = build_worker(settings, name, device)
+        try:
+            worker.work(burst=burst, logging_level="INFO")
+        except RedisError as exc:
+            log.warning("worker lost Redis (%s); reconnecting", exc)
+        if burst or worker._stop_requested:
+            return
+        log.warning("worker loop ended without a stop request; starting again once Redis answers")
+
+
+def wait_for_redis(settings: Settings, stopping: threading.Event) -> bool:
+    """Block until Redis answers (True) or SIGTERM/SIGINT arrives (False); no job process is running here."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        delay = 0.1
+        while not stopping.is_set():
+            try:
+                connect_redis(settings).ping()
+                return True
+            except (RedisError, OSError) as exc:
+                log.warning("Redis is not answering (%s); trying again in %.1fs", exc, delay)
+            stopping.wait(delay)
+            delay = min(delay * 2, REDIS_RETRY_MAX_SECONDS)
+        return False
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
