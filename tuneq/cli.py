@@ -23,7 +23,7 @@ def api(
     from api.main import create_app
     from tuneq.runtime import resolved_settings
 
-    with resolved_settings() as settings:
+    with resolved_settings(own_redis=True) as settings:
         bind = host or settings.api_host
         try:
             settings.check_bind(bind)
@@ -44,7 +44,7 @@ def worker(
     pin_device(gpu)  # before resolved_settings: nothing below may initialise CUDA first
     from tuneq.runtime import resolved_settings
 
-    with resolved_settings() as settings:
+    with resolved_settings(own_redis=False) as settings:
         run_worker(settings, gpu, burst=burst)
 
 
@@ -57,7 +57,7 @@ def workers(
     from worker.fleet import run_fleet
 
     chosen = [int(part) for part in gpus.split(",")] if gpus else None
-    with resolved_settings():
+    with resolved_settings(own_redis=False):
         run_fleet(chosen)
 
 
@@ -70,7 +70,7 @@ def maintenance() -> None:
     from core.recovery import recovery_loop
     from tuneq.runtime import resolved_settings
 
-    with resolved_settings() as settings:
+    with resolved_settings(own_redis=False) as settings:
         recovery_loop(settings, job_queue(connect_redis(settings), settings), threading.Event())
 
 

@@ -9,13 +9,17 @@ and a claimed job is ``running`` before its job process has imported anything.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 
 from rq import Queue
+from sqlalchemy import update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from core import attempts, jobs, workers
-from core.db import run_with_retry
+from core.clock import db_now
+from core.db import run_with_retry, transaction
 from core.errors import IllegalTransition
 from core.models import Job
 from core.queue import connect_redis, job_queue
@@ -55,6 +59,42 @@ def claim_for_message(settings: Settings, worker_id: str, device: Device) -> str
         settings.resolved_database_url, claim, deadline_seconds=settings.database_retry_seconds
     )
     return claimed
+
+
+class ClaimKeeper(threading.Thread):
+    """Beats for a claimed job from the parent while its job process lives.
+
+    The job process needs seconds to import the trainer before its own
+    heartbeat starts (and longer still on a loaded host), and the reaper must
+    not take the job back meanwhile. A lost host stops both beats, so the
+    reaper still finds its jobs. Owner-checked: never beats for a job that is
+    no longer this worker's.
+    """
+
+    def __init__(self, settings: Settings, job_id: str, worker_id: str) -> None:
+        super().__init__(name=f"claim-{job_id}", daemon=True)
+        self._settings, self._job_id, self._worker_id = settings, job_id, worker_id
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(self._settings.heartbeat_interval_seconds):
+            try:
+                with transaction(self._settings.resolved_database_url) as session:
+                    session.execute(
+                        update(Job)
+                        .where(
+                            Job.id == self._job_id,
+                            Job.worker_id == self._worker_id,
+                            Job.status == JobStatus.RUNNING.value,
+                        )
+                        .values(heartbeat_at=db_now())
+                    )
+            except SQLAlchemyError as exc:  # a short outage: the next beat retries
+                log.warning("heartbeat for claimed job %s failed: %s", self._job_id, exc)
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join(timeout=30)
 
 
 def release_after_job_process(settings: Settings, worker_id: str, job_id: str) -> None:

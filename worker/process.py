@@ -33,7 +33,7 @@ from core.db import transaction
 from core.queue import connect_redis, job_queue
 from core.settings import Settings, get_settings
 from core.workers import WorkerStatus
-from worker.claiming import Device, claim_for_message, release_after_job_process
+from worker.claiming import ClaimKeeper, Device, claim_for_message, release_after_job_process
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +99,12 @@ class TuneqWorker(SpawnWorker):
         job.args = [claimed]  # exactly this job; the message may have named another (see docs/architecture.md)
         job.description = f"fine-tune {claimed}"
         job.save(include_meta=False)
+        keeper = ClaimKeeper(settings, claimed, self.name)
+        keeper.start()
         try:
             super().execute_job(job, queue)
         finally:
+            keeper.stop()
             release_after_job_process(settings, self.name, claimed)
 
     def _drop_message(self, job: RQJob, queue: Queue) -> None:
@@ -111,7 +114,11 @@ class TuneqWorker(SpawnWorker):
             job.delete(pipeline=pipe, remove_from_queue=False)
             pipe.execute()
 
+    # A stop signal arrived: the loop in serve_until_stopped must end, not reconnect.
+    stop_signalled = False
+
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stop_signalled = True
         horse = self.horse_pid
         if horse:
             log.info("forwarding SIGTERM to job process %d for a checkpoint and requeue", horse)
@@ -171,7 +178,7 @@ def serve_until_stopped(settings: Settings, name: str, device: Device, burst: bo
             worker.work(burst=burst, logging_level="INFO")
         except RedisError as exc:
             log.warning("worker lost Redis (%s); reconnecting", exc)
-        if burst or worker._stop_requested:
+        if burst or worker.stop_signalled:
             return
         log.warning("worker loop ended without a stop request; starting again once Redis answers")
 
