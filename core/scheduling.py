@@ -16,7 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql import Subquery
 
 from core import jobs
 from core.models import Job
@@ -27,16 +28,32 @@ from core.states import JobStatus
 CANDIDATES = 8  # claims race; a loser tries the next candidate instead of re-querying
 
 
-def next_candidates(session: Session, settings: Settings, limit: int = CANDIDATES) -> list[str]:
-    usage = (
-        select(
-            Job.tenant.label("tenant"),
-            func.count().filter(Job.status == JobStatus.RUNNING.value).label("running"),
-            func.max(Job.started_at).label("last_started"),
-        )
-        .group_by(Job.tenant)
-        .subquery()
+def _tenant_usage() -> Subquery:
+    """Per tenant with queued jobs: its running jobs and when it last started one.
+
+    Only tenants that have queued jobs are looked at, and each figure is an
+    index lookup (the partial index on active rows, and ``ix_jobs_tenant_started``),
+    so finished jobs, however many, cost nothing.
+    """
+    waiting = select(Job.tenant).where(Job.status == JobStatus.QUEUED.value).distinct().subquery("waiting")
+    others = aliased(Job)
+    running = (
+        select(func.count())
+        .where(others.tenant == waiting.c.tenant, others.status == JobStatus.RUNNING.value)
+        .correlate(waiting)
+        .scalar_subquery()
     )
+    last_started = (
+        select(func.max(others.started_at))
+        .where(others.tenant == waiting.c.tenant)
+        .correlate(waiting)
+        .scalar_subquery()
+    )
+    return select(waiting.c.tenant, running.label("running"), last_started.label("last_started")).subquery("usage")
+
+
+def next_candidates(session: Session, settings: Settings, limit: int = CANDIDATES) -> list[str]:
+    usage = _tenant_usage()
     query = (
         select(Job.id)
         .join(usage, usage.c.tenant == Job.tenant)
