@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from api.body_limit import BodySizeLimit
 from api.errors import install_error_handlers
 from api.idempotency import IdempotencyKeys
+from api.load_shedding import ConcurrencyLimit
 from api.routes import files, finetune, health
 from core.migrate import upgrade_database
 from core.queue import connect_redis, job_queue
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost last: the size cap applies before an idempotent request's body is spooled.
     app.add_middleware(IdempotencyKeys, settings=settings)
     app.add_middleware(BodySizeLimit, settings=settings)
+    app.add_middleware(ConcurrencyLimit, settings=settings)  # outermost: sheds load before any work is done
     app.include_router(health.router)
     app.include_router(files.router)
     app.include_router(finetune.router)

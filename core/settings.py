@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     allow_private_webhooks: bool = Field(
         default=False, description="let webhooks reach loopback, private and link-local addresses"
     )
+    api_max_concurrent_requests: int = Field(
+        default=20, ge=1, description="requests in flight per API process; more wait, then get 503"
+    )
+    api_max_queue_wait_seconds: float = Field(
+        default=0.5, ge=0, description="how long a request waits for a free slot before a 503 with Retry-After"
+    )
     max_request_body_bytes: int = Field(default=1 << 20, ge=1024, description="JSON request bodies; uploads excepted")
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60, description="how long an Idempotency-Key holds")
     heartbeat_interval_seconds: float = Field(default=5.0, gt=0, description="how often a running job beats")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
+import httpx
 import pytest
 
 from core.db import engine_for
@@ -32,3 +36,30 @@ def test_exhausted_database_pool_answers_503_with_retry_after(
     finally:
         engine_for(small).dispose()
         get_settings.cache_clear()
+
+
+def test_200_concurrent_clients_each_get_2xx_429_or_503_and_none_hangs(
+    client: httpx.Client, api_url: str, api_key: str, uploaded_file: dict[str, object], tiny_model: Path
+) -> None:
+    body = {"base_model": str(tiny_model), "training_file": uploaded_file["id"], "hyperparameters": {"n_epochs": 1}}
+    known = client.post("/finetune", json=body).json()["id"]
+    answers: list[int] = []
+    failures: list[str] = []
+
+    async def one_client(http: httpx.AsyncClient, n: int) -> None:
+        for request in (http.post("/finetune", json=body), http.get("/finetune"), http.get(f"/finetune/{known}")):
+            try:
+                answers.append((await request).status_code)
+            except httpx.HTTPError as exc:  # a timeout (the outer bound: a few seconds) or a dropped connection
+                failures.append(f"client {n}: {type(exc).__name__}")
+
+    async def two_hundred_clients() -> None:
+        limits = httpx.Limits(max_connections=200)
+        headers = {"Authorization": f"Bearer {api_key}"}
+        async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=10, limits=limits) as http:
+            await asyncio.gather(*(one_client(http, n) for n in range(200)))
+
+    asyncio.run(two_hundred_clients())
+    assert failures == []
+    assert len(answers) == 600
+    assert set(answers) <= {200, 202, 429, 503}, sorted(set(answers))
