@@ -35,6 +35,7 @@ from typing import Any
 import httpx
 import psycopg
 import redis
+from rq import Worker as RQWorker
 from sqlalchemy import insert
 
 from core.api_keys import create_key
@@ -233,6 +234,10 @@ def main() -> None:
                     session.query(Job).filter(Job.tenant == TENANT, Job.status == "queued").delete()
                 worker = start_worker(root / "logs", env=env)
                 try:
+                    started = time.monotonic()
+                    while not RQWorker.all(connection=redis.Redis.from_url(args.redis_url)):  # listening
+                        assert worker.process.poll() is None and time.monotonic() - started < 120, worker.log_tail()
+                        time.sleep(0.1)
                     with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}) as client:
                         samples = dispatch_ms(client, body, worker, args.dispatches)
                 finally:
