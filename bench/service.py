@@ -36,7 +36,8 @@ import httpx
 import psycopg
 import redis
 from rq import Worker as RQWorker
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
 
 from core.api_keys import create_key
 from core.db import transaction
@@ -145,12 +146,33 @@ async def load(
     }
 
 
-def claim_query_ms(settings: Settings, repeats: int = 20) -> float:
+def candidates_before(session: Session, settings: Settings) -> list[str]:
+    """The claim query before this change (usage aggregated over every job ever), as the baseline of the ratio."""
+    usage = (
+        select(
+            Job.tenant.label("tenant"),
+            func.count().filter(Job.status == "running").label("running"),
+            func.max(Job.started_at).label("last_started"),
+        )
+        .group_by(Job.tenant)
+        .subquery()
+    )
+    query = (
+        select(Job.id)
+        .join(usage, usage.c.tenant == Job.tenant)
+        .where(Job.status == "queued")
+        .order_by(usage.c.running, usage.c.last_started.asc().nulls_first(), Job.priority.desc(), Job.created_at)
+        .limit(8)
+    )
+    return list(session.scalars(query))
+
+
+def claim_query_ms(settings: Settings, query: Callable[[Session, Settings], list[str]], repeats: int = 20) -> float:
     timings = []
     for _ in range(repeats):
         with transaction(settings.resolved_database_url) as session:
             began = time.perf_counter()
-            next_candidates(session, settings)
+            query(session, settings)
             timings.append((time.perf_counter() - began) * 1000)
             session.rollback()
     return round(statistics.median(timings), 2)
@@ -223,7 +245,11 @@ def main() -> None:
                 "list": lambda http, i: http.get("/finetune", params={"limit": 20}),
             }
             header = {"database": args.database, "queued": args.queued, "finished": args.finished}
-            print(json.dumps({**header, "seeded_s": seeded_s, "claim_query_ms": claim_query_ms(settings)}))
+            claim = {
+                "claim_query_ms": claim_query_ms(settings, next_candidates),
+                "claim_query_before_ms": claim_query_ms(settings, candidates_before),
+            }
+            print(json.dumps({**header, "seeded_s": seeded_s, **claim}))
             for clients in args.clients:
                 for name, make in ops.items():
                     result = asyncio.run(load(base_url, key, clients, args.requests, make))
