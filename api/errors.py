@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -65,6 +66,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         413: "the request body is too large",
         422: "the body or a parameter fails validation",
         429: "a tenant quota is reached; see Retry-After",
+        503: "at capacity or the database is unavailable; see Retry-After",
     }.items()
 }
 
@@ -137,7 +139,27 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "internal server error; the request was logged", "internal_error")
 
 
+RETRY_OVERLOADED_SECONDS = 1  # a pool wait times out in seconds; a retry soon after usually finds a connection
+RETRY_DATABASE_DOWN_SECONDS = 5
+
+
+async def _pool_exhausted(_: Request, exc: Exception) -> JSONResponse:
+    # Every database connection is busy: shed this request now rather than queue it behind the others.
+    message = "the service is at capacity; retry after the number of seconds in Retry-After"
+    headers = {"Retry-After": str(RETRY_OVERLOADED_SECONDS)}
+    return error_response(503, message, "overloaded", headers=headers)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    message = "the database is unavailable; retry after the number of seconds in Retry-After"
+    headers = {"Retry-After": str(RETRY_DATABASE_DOWN_SECONDS)}
+    return error_response(503, message, "database_unavailable", headers=headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(sqlalchemy.exc.TimeoutError, _pool_exhausted)
+    app.add_exception_handler(sqlalchemy.exc.OperationalError, _database_unavailable)
     app.add_exception_handler(TuneqError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

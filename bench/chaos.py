@@ -69,7 +69,7 @@ def main() -> None:
     from trainer.sample_data import write_sample_dataset
     from trainer.tiny_model import make_tiny_model
 
-    with resolved_settings() as settings:
+    with resolved_settings(own_redis=True) as settings:
         model = make_tiny_model(settings.data_root / "models" / "tiny")
         dataset = write_sample_dataset(settings.data_root / "samples" / "capitals.jsonl")
         logs = settings.data_root / "logs"

@@ -57,7 +57,17 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _tune_sqlite)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    from core.settings import get_settings  # here: settings import nothing of the database layer
+
+    settings = get_settings()
+    # A short pool_timeout: past capacity a request fails in seconds (the API answers 503), never waits 30 s.
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+        pool_timeout=settings.database_pool_timeout_seconds,
+    )
 
 
 AFTER_COMMIT = "tuneq_after_commit"

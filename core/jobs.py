@@ -20,7 +20,9 @@ from rq import Queue
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from core import attempts
 from core.base_models import check_base_model
+from core.clock import db_now
 from core.db import after_commit, utcnow
 from core.errors import IllegalTransition, JobNotFound
 from core.feasibility import check_fits_a_gpu
@@ -191,7 +193,7 @@ class HeartbeatReply:
 def heartbeat(session: Session, job_id: str) -> HeartbeatReply:
     """Record a sign of life of a running job; returns what its owner has asked for since."""
     session.execute(
-        update(Job).where(Job.id == job_id).values(heartbeat_at=utcnow()).execution_options(synchronize_session=False)
+        update(Job).where(Job.id == job_id).values(heartbeat_at=db_now()).execution_options(synchronize_session=False)
     )
     job = session.get(Job, job_id, populate_existing=True)
     assert job is not None
@@ -235,7 +237,7 @@ def transition(
     statement = (
         update(Job)
         .where(*conditions)
-        .values(status=target.value, updated_at=utcnow(), **values)
+        .values(status=target.value, updated_at=db_now(), **values)
         .returning(Job)
         .execution_options(synchronize_session=False)
     )
@@ -284,11 +286,11 @@ def claim_job(session: Session, job_id: str, worker_id: str, **values: Any) -> J
             JobStatus.RUNNING,
             f"claimed by worker {worker_id}",
             worker_id=worker_id,
-            attempt=Job.attempt + 1,
-            started_at=utcnow(),
-            heartbeat_at=utcnow(),
+            started_at=db_now(),  # the database's clock: the reaper judges heartbeats by it (core.clock)
+            heartbeat_at=db_now(),
             cancel_requested_at=None,
             pause_requested_at=None,
+            **attempts.claimed(),
             **values,
         )
     except IllegalTransition:
@@ -298,7 +300,7 @@ def claim_job(session: Session, job_id: str, worker_id: str, **values: Any) -> J
 def record_progress(session: Session, job_id: str, total_steps: int | None, **metric: Any) -> None:
     """Store one logging step and keep the job's progress columns current (a step is also a heartbeat)."""
     session.add(JobMetric(job_id=job_id, created_at=utcnow(), **metric))
-    progress: dict[str, Any] = {"step": metric["step"], "epoch": metric.get("epoch"), "heartbeat_at": utcnow()}
+    progress: dict[str, Any] = {"step": metric["step"], "epoch": metric.get("epoch"), "heartbeat_at": db_now()}
     if total_steps is not None:
         progress["total_steps"] = total_steps
     if metric.get("trained_tokens") is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -42,6 +42,18 @@ class Job(Base):
         Index("ix_jobs_tenant_created", "tenant", "created_at", "id"),
         Index("ix_jobs_status", "status"),
         Index("ix_jobs_queue_order", "status", "priority", "created_at"),
+        # Hot paths (claim, reaper, reconciler, quotas) touch only active rows: this index stays small
+        # however many jobs have finished.
+        Index(
+            "ix_jobs_active",
+            "status",
+            "tenant",
+            "priority",
+            "created_at",
+            postgresql_where=text("status IN ('queued', 'running')"),
+            sqlite_where=text("status IN ('queued', 'running')"),
+        ),
+        Index("ix_jobs_tenant_started", "tenant", "started_at"),  # a tenant's last start, for round robin
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)

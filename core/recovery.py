@@ -1,32 +1,41 @@
 """Put lost work back: jobs whose worker went silent, and queued jobs Redis forgot.
 
-Both run on a timer (in the API process, or ``tuneq maintenance``); running
-them in several places at once is safe because every change is a
-compare-and-set transition and a duplicate queue message is dropped by the claim.
+Both run on a timer (in the API process, or ``tuneq maintenance``), in any
+number of processes at once: on PostgreSQL a round first takes a session
+advisory lock and a process that does not get it skips the round, so two
+replicas never act on the same job; every change is also a compare-and-set
+transition, and a duplicate queue message is dropped by the claim in
+milliseconds. Staleness is judged by the database's clock (core.clock), the
+same clock heartbeats are written with.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from rq import Queue
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core import jobs
+from core import attempts, jobs, workers
+from core.clock import db_now_minus
 from core.cost import cost_usd
-from core.db import transaction, utcnow
+from core.db import engine_for, transaction
 from core.errors import IllegalTransition
-from core.models import Job, Worker
+from core.models import Job
 from core.queue import enqueue_job, queued_job_ids
 from core.settings import Settings
 from core.states import JobStatus
 
 log = logging.getLogger(__name__)
+
+# Any fixed 64-bit number naming "tuneq maintenance" among the database's advisory locks.
+MAINTENANCE_LOCK_KEY = 0x74756E6571
 
 
 @dataclass
@@ -37,13 +46,13 @@ class RecoveryReport:
 
 
 def _stale_running_jobs(session: Session, settings: Settings) -> list[Job]:
-    cutoff = utcnow() - timedelta(seconds=settings.heartbeat_stale_seconds)
     last_sign = func.coalesce(Job.heartbeat_at, Job.started_at)
+    cutoff = db_now_minus(settings.heartbeat_stale_seconds)
     query = select(Job).where(Job.status == JobStatus.RUNNING.value, last_sign < cutoff)
     return list(session.scalars(query))
 
 
-def _lost_time_charge(settings: Settings, job: Job) -> dict[str, Any]:
+def lost_time_charge(settings: Settings, job: Job) -> dict[str, Any]:
     """Charge the GPU time a lost attempt used, up to its last heartbeat."""
     if job.started_at is None:
         return {}
@@ -58,11 +67,11 @@ def recover_lost_jobs(settings: Settings, queue: Queue, report: RecoveryReport) 
         stale = _stale_running_jobs(session, settings)
     for job in stale:
         silent = f"worker {job.worker_id} stopped beating"
-        charge = _lost_time_charge(settings, job)
+        charge = lost_time_charge(settings, job)
         try:
             with transaction(settings.resolved_database_url) as session:
                 # owner: only while the silent worker still holds it (another reaper may have acted already).
-                if job.attempt >= job.max_attempts:
+                if not attempts.may_retry(job):
                     message = f"{silent}; gave up after {job.attempt} attempts"
                     jobs.finish_job(
                         session,
@@ -76,19 +85,17 @@ def recover_lost_jobs(settings: Settings, queue: Queue, report: RecoveryReport) 
                     )
                     report.failed.append(job.id)
                 else:
-                    message = f"{silent}; requeued (attempt {job.attempt} of {job.max_attempts} used)"
+                    message = f"{silent}; requeued ({attempts.describe(job)} used)"
                     jobs.requeue_job(session, settings, queue, job.id, message, owner=str(job.worker_id), **charge)
                     report.requeued.append(job.id)
-                session.execute(
-                    update(Worker).where(Worker.id == job.worker_id).values(status="lost", current_job_id=None)
-                )
+                workers.mark_lost(session, str(job.worker_id))
         except IllegalTransition:
             continue  # it finished or was taken meanwhile
 
 
 def reenqueue_forgotten_jobs(settings: Settings, queue: Queue, report: RecoveryReport) -> None:
     """Queued jobs with no message in Redis (flushed, restarted, or never enqueued) get one."""
-    cutoff = utcnow() - timedelta(seconds=settings.reconcile_after_seconds)
+    cutoff = db_now_minus(settings.reconcile_after_seconds)
     with transaction(settings.resolved_database_url) as session:
         waiting = list(
             session.scalars(select(Job.id).where(Job.status == JobStatus.QUEUED.value, Job.updated_at <= cutoff))
@@ -102,10 +109,37 @@ def reenqueue_forgotten_jobs(settings: Settings, queue: Queue, report: RecoveryR
             report.reenqueued.append(job_id)
 
 
+@contextmanager
+def maintenance_turn(database_url: str) -> Iterator[bool]:
+    """Yields whether this process may run a maintenance round now (only one process at a time may).
+
+    PostgreSQL: a session advisory lock, held on a connection that sits idle
+    (no open transaction) while the round runs and released when it ends or
+    the process dies. SQLite serves one host, so every round may run.
+    """
+    engine = engine_for(database_url)
+    if engine.dialect.name != "postgresql":
+        yield True
+        return
+    with engine.connect() as conn:
+        acquired = bool(conn.execute(select(func.pg_try_advisory_lock(MAINTENANCE_LOCK_KEY))).scalar_one())
+        conn.commit()
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                conn.execute(select(func.pg_advisory_unlock(MAINTENANCE_LOCK_KEY)))
+                conn.commit()
+
+
 def run_recovery(settings: Settings, queue: Queue) -> RecoveryReport:
+    """One maintenance round, or nothing if another process is running one."""
     report = RecoveryReport()
-    recover_lost_jobs(settings, queue, report)
-    reenqueue_forgotten_jobs(settings, queue, report)
+    with maintenance_turn(settings.resolved_database_url) as mine:
+        if not mine:
+            return report
+        recover_lost_jobs(settings, queue, report)
+        reenqueue_forgotten_jobs(settings, queue, report)
     if report.requeued or report.failed or report.reenqueued:
         log.info("recovery: %s", report)
     return report

@@ -13,10 +13,13 @@ tenants; it never lets one tenant starve another.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import groupby
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from core import jobs
 from core.models import Job
@@ -27,31 +30,65 @@ from core.states import JobStatus
 CANDIDATES = 8  # claims race; a loser tries the next candidate instead of re-querying
 
 
+@dataclass(frozen=True)
+class TenantUsage:
+    tenant: str
+    running: int
+    last_started: datetime | None
+
+    @property
+    def rank(self) -> tuple[int, bool, datetime]:
+        """Fewer running first, then least recently served (never served before anyone)."""
+        return self.running, self.last_started is not None, self.last_started or datetime.min.replace(tzinfo=UTC)
+
+
+def waiting_tenants(session: Session) -> list[TenantUsage]:
+    """Each tenant with queued jobs, with its running jobs and when it last started one.
+
+    One row per waiting tenant, each figure an index lookup (the partial index
+    on active rows; ``ix_jobs_tenant_started``), so finished jobs, however
+    many, cost nothing, and queued jobs are read only as index entries.
+    """
+    waiting = select(Job.tenant).where(Job.status == JobStatus.QUEUED.value).distinct().subquery("waiting")
+    others = aliased(Job)
+    running = (
+        select(func.count())
+        .where(others.tenant == waiting.c.tenant, others.status == JobStatus.RUNNING.value)
+        .correlate(waiting)
+        .scalar_subquery()
+    )
+    last_started = (
+        select(func.max(others.started_at))
+        .where(others.tenant == waiting.c.tenant)
+        .correlate(waiting)
+        .scalar_subquery()
+    )
+    rows = session.execute(select(waiting.c.tenant, running, last_started)).all()
+    return [TenantUsage(tenant, count, started) for tenant, count, started in rows]
+
+
 def next_candidates(session: Session, settings: Settings, limit: int = CANDIDATES) -> list[str]:
-    usage = (
-        select(
-            Job.tenant.label("tenant"),
-            func.count().filter(Job.status == JobStatus.RUNNING.value).label("running"),
-            func.max(Job.started_at).label("last_started"),
+    """The best queued jobs by the policy above, best first.
+
+    Tenants are ranked first (a few rows), then jobs are read only for the
+    best-ranked tenants: one query per group of tenants tied on rank, with
+    priority and age breaking the tie across them, as one global ORDER BY would.
+    """
+    full = set(tenants_at_running_limit(session, settings))
+    ranked = sorted((u for u in waiting_tenants(session) if u.tenant not in full), key=lambda u: u.rank)
+    candidates: list[str] = []
+    for _, group in groupby(ranked, key=lambda u: u.rank):
+        tenants = [usage.tenant for usage in group]
+        query = (
+            select(Job.id)
+            .where(Job.status == JobStatus.QUEUED.value, Job.tenant.in_(tenants))
+            .order_by(Job.priority.desc(), Job.created_at.asc(), Job.id.asc())
+            .limit(limit - len(candidates))
         )
-        .group_by(Job.tenant)
-        .subquery()
-    )
-    query = (
-        select(Job.id)
-        .join(usage, usage.c.tenant == Job.tenant)
-        .where(Job.status == JobStatus.QUEUED.value)
-        .where(Job.tenant.not_in(tenants_at_running_limit(session, settings)))
-        .order_by(
-            usage.c.running.asc(),
-            usage.c.last_started.asc().nulls_first(),
-            Job.priority.desc(),
-            Job.created_at.asc(),
-            Job.id.asc(),
-        )
-        .limit(limit)
-    )
-    return list(session.scalars(query))
+        candidates += session.scalars(query)
+        if len(candidates) >= limit:
+            break
+    return candidates
 
 
 def claim_next_job(session: Session, settings: Settings, worker_id: str, **values: Any) -> Job | None:

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="Redis URL; unset = an embedded redis-server on a socket under the data root"
     )
+    database_pool_size: int = Field(default=10, ge=1, description="PostgreSQL connections kept open per process")
+    database_max_overflow: int = Field(default=10, ge=0, description="extra connections opened under load")
+    database_pool_timeout_seconds: float = Field(
+        default=2.0, gt=0, description="wait for a free connection; then the API answers 503 with Retry-After"
+    )
     data_root: Path = Field(default=Path(".tuneq"), description="uploaded files, adapters, checkpoints")
     queue_name: str = "tuneq"
     job_timeout_seconds: int = Field(default=7 * 24 * 3600, ge=60, description="hard limit on one job's run")
@@ -96,6 +101,12 @@ class Settings(BaseSettings):
     )
     allow_private_webhooks: bool = Field(
         default=False, description="let webhooks reach loopback, private and link-local addresses"
+    )
+    api_max_concurrent_requests: int = Field(
+        default=20, ge=1, description="requests in flight per API process; more wait, then get 503"
+    )
+    api_max_queue_wait_seconds: float = Field(
+        default=0.5, ge=0, description="how long a request waits for a free slot before a 503 with Retry-After"
     )
     max_request_body_bytes: int = Field(default=1 << 20, ge=1024, description="JSON request bodies; uploads excepted")
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60, description="how long an Idempotency-Key holds")

@@ -272,7 +272,8 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 @pytest.fixture
 def worker(settings: Settings, tmp_path: Path) -> Iterator[Service]:
-    service = start_worker(tmp_path / "logs", gpu=0)
+    """A CPU worker (no --gpu: it hides every GPU), so what tests assert holds on CPU and CUDA hosts alike."""
+    service = start_worker(tmp_path / "logs")
     yield service
     service.stop()
 

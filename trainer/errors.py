@@ -6,10 +6,24 @@ from pathlib import Path
 
 
 class TrainerError(Exception):
-    """Base class: ``code`` is machine-readable, the message says what to do."""
+    """Base class: ``code`` is machine-readable, the message says what to do.
+
+    ``retriable`` is the only thing the worker looks at to decide on another
+    attempt: failures of the machine are retriable, failures of the job are not.
+    """
 
     code = "training_error"
     retriable = False
+
+
+class DeviceError(TrainerError):
+    """The GPU or its interconnect failed (a CUDA, NCCL or ECC error): another attempt may succeed."""
+
+    code = "device_error"
+
+    def __init__(self, message: str, retriable: bool = True) -> None:
+        super().__init__(message)
+        self.retriable = retriable
 
 
 class ModelLoadError(TrainerError):

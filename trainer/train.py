@@ -23,7 +23,7 @@ from trainer.batches import Collator, collator_for
 from trainer.checkpoints import CheckpointCallback, checkpoints_dir, latest_checkpoint
 from trainer.config import Hyperparameters, Quantization, RunSpec
 from trainer.device_profile import profile_device
-from trainer.errors import OutOfMemory, TrainingStopped
+from trainer.errors import DeviceError, OutOfMemory, TrainingStopped
 from trainer.merge import merge_adapter
 from trainer.model_card import render_model_card
 from trainer.model_loading import load_model, load_tokenizer, pick_device
@@ -38,12 +38,19 @@ log = logging.getLogger(__name__)
 OOM_HINT = "lower batch_size (raise gradient_accumulation_steps to compensate), max_seq_length or lora_r"
 
 
+# What a failing device raises, by type: CUDA runtime errors (torch >= 2.8) and NCCL/Gloo backend errors.
+DEVICE_FAILURES: tuple[type[BaseException], ...] = (torch.AcceleratorError, torch.distributed.DistBackendError)
+
+
 @contextmanager
-def out_of_memory_as_error(doing: str) -> Iterator[None]:
+def device_errors_as_failures(doing: str) -> Iterator[None]:
+    """Translate torch's device exceptions into the trainer's typed failures, at the trainer's boundary."""
     try:
         yield
-    except torch.OutOfMemoryError as exc:
+    except torch.OutOfMemoryError as exc:  # before DEVICE_FAILURES: the job's size, not the machine, is at fault
         raise OutOfMemory(f"out of GPU memory while {doing}; {OOM_HINT}") from exc
+    except DEVICE_FAILURES as exc:
+        raise DeviceError(f"the GPU failed while {doing}: {exc}") from exc
 
 
 def build_sft_config(spec: RunSpec, hp: Hyperparameters, environment: RunEnvironment, has_eval: bool) -> SFTConfig:
@@ -172,7 +179,10 @@ def train(
     attention = choose_attention(pick_device()[0], spec.attention)
     if hp.packing:
         event(attention.decision)
-    model, environment = load_model(spec.base_model, hp.quantization, spec.trust_remote_code, attention.kernel.value)
+    with device_errors_as_failures("loading the model"):
+        model, environment = load_model(
+            spec.base_model, hp.quantization, spec.trust_remote_code, attention.kernel.value
+        )
     hp, auto_decisions = resolve_hyperparameters(hp, data.size, profile_device(model, environment.device))
     for line in auto_decisions:
         event(line)
@@ -195,7 +205,7 @@ def train(
     resume_from = latest_checkpoint(spec.output_dir)
     if resume_from is not None:
         event(f"resuming from {resume_from.name}")
-    with out_of_memory_as_error("training"):
+    with device_errors_as_failures("training"):
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     if control.stopped:
         stopped_at = checkpoints_dir(spec.output_dir) / f"checkpoint-{trainer.state.global_step}"
@@ -204,7 +214,7 @@ def train(
             checkpoint_dir=stopped_at if stopped_at.is_dir() else latest_checkpoint(spec.output_dir),
         )
     if data.eval is not None and reporter.last_eval_step != trainer.state.global_step:
-        with out_of_memory_as_error("evaluating"):
+        with device_errors_as_failures("evaluating"):
             trainer.evaluate()  # the final model's eval loss, reported like the others
     adapter_dir = spec.output_dir / "adapter"
     # Under data parallelism (trainer.distributed) every rank holds the same adapter; rank 0 alone writes.
@@ -214,7 +224,7 @@ def train(
         cast(PeftModel, trainer.model).save_pretrained(str(adapter_dir))
         name_base_model(adapter_dir, spec.base_model_name or spec.base_model)
         tokenizer.save_pretrained(adapter_dir)
-        with out_of_memory_as_error("generating samples"):
+        with device_errors_as_failures("generating samples"):
             prompts_from = data.eval_examples or data.train_examples
             model_to_sample = cast(PeftModel, trainer.model)
             samples = generate_samples(model_to_sample, tokenizer, prompts_from, spec.sample_generations)
@@ -237,7 +247,7 @@ def train(
     if not hp.merge_adapter:
         return result
     del trainer, model  # free the training copy before loading a 16-bit one
-    with out_of_memory_as_error("merging the adapter"):
+    with device_errors_as_failures("merging the adapter"):
         merged_dir = merge_adapter(
             spec.base_model, adapter_dir, spec.output_dir / "merged", tokenizer, spec.trust_remote_code
         )

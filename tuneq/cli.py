@@ -23,7 +23,7 @@ def api(
     from core.metrics.multiprocess import use_multiprocess_dir
     from tuneq.runtime import resolved_settings
 
-    with resolved_settings() as settings:
+    with resolved_settings(own_redis=True) as settings:
         use_multiprocess_dir(settings)  # before anything imports prometheus_client
         from api.main import create_app
 
@@ -47,7 +47,7 @@ def worker(
     pin_device(gpu)  # before resolved_settings: nothing below may initialise CUDA first
     from tuneq.runtime import resolved_settings
 
-    with resolved_settings() as settings:
+    with resolved_settings(own_redis=False) as settings:
         run_worker(settings, gpu, burst=burst)
 
 
@@ -60,7 +60,7 @@ def workers(
     from worker.fleet import run_fleet
 
     chosen = [int(part) for part in gpus.split(",")] if gpus else None
-    with resolved_settings():
+    with resolved_settings(own_redis=False):
         run_fleet(chosen)
 
 
@@ -73,7 +73,7 @@ def maintenance() -> None:
     from core.recovery import recovery_loop
     from tuneq.runtime import resolved_settings
 
-    with resolved_settings() as settings:
+    with resolved_settings(own_redis=False) as settings:
         recovery_loop(settings, job_queue(connect_redis(settings), settings), threading.Event())
 
 

@@ -104,7 +104,7 @@ def run_demo(data_root: Path) -> int:
 
     services: list[Service] = []
     receiver = WebhookReceiver().start()
-    with resolved_settings() as settings:
+    with resolved_settings(own_redis=True) as settings:
         try:
             console.print(f"[bold]data root[/] {settings.data_root}   [bold]redis[/] {settings.redis_url}")
             console.print(f"[bold]database[/] {settings.resolved_database_url}")

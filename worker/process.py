@@ -1,9 +1,11 @@
 """A worker process pinned to one GPU, running an RQ worker.
 
-CUDA_VISIBLE_DEVICES is set before anything imports torch. Each job runs in a
-freshly spawned process (RQ's SpawnWorker, posix_spawn rather than fork): a
-forked child of a process that touched CUDA breaks, and a fresh process gives
-every job all of the GPU's memory back when it ends. This parent never
+CUDA_VISIBLE_DEVICES is set before anything imports torch. The parent claims
+a job in the database when a message arrives (worker.claiming) and only then
+spawns a fresh process for exactly that job (RQ's SpawnWorker, posix_spawn
+rather than fork): a forked child of a process that touched CUDA breaks, and a
+fresh process gives every job all of the GPU's memory back when it ends. A
+message with nothing to claim is dropped without a process. This parent never
 imports torch.
 """
 
@@ -20,6 +22,9 @@ import threading
 from types import FrameType
 from typing import Any
 
+from redis.exceptions import RedisError
+from rq import Queue
+from rq.job import Job as RQJob
 from rq.worker import SpawnWorker
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -29,8 +34,12 @@ from core.logs import bind_worker
 from core.metrics.multiprocess import use_multiprocess_dir
 from core.queue import connect_redis, job_queue
 from core.settings import Settings, get_settings
+from core.workers import WorkerStatus
+from worker.claiming import ClaimKeeper, Device, claim_for_message, release_after_job_process
 
 log = logging.getLogger(__name__)
+
+REDIS_RETRY_MAX_SECONDS = 5.0  # backoff cap while Redis is away: it comes back within seconds of a restart
 
 
 def worker_name(gpu: int | None) -> str:
@@ -65,12 +74,53 @@ class TuneqWorker(SpawnWorker):
     fallback after ``graceful_stop_seconds``.
     """
 
+    # Set by run_worker in the parent; the job process rebuilds this object without it and never claims.
+    device: Device = Device.of(None)
+
     @property
     def tuneq_settings(self) -> Settings:
         # From the environment: RQ rebuilds this object inside each job process without our attributes.
         return get_settings()
 
+    def execute_job(self, job: RQJob, queue: Queue) -> None:
+        """Claim first, then spawn: the job process is handed the id the parent claimed."""
+        settings = self.tuneq_settings
+        try:
+            claimed = claim_for_message(settings, self.name, self.device)
+        except SQLAlchemyError:
+            # The job stays queued in the database; the reconciler sends it a new message.
+            log.exception("could not claim for message %s; dropping it", job.id)
+            claimed = None
+        if claimed is None:
+            log.info("nothing to claim for message %s; dropped without a job process", job.id)
+            self._drop_message(job, queue)
+            return
+        named = job.args[0]  # reading the args also loads the rest of the message, which save() rewrites
+        if named != claimed:
+            log.info("message for %s claimed %s (scheduling policy)", named, claimed)
+        job.args = [claimed]  # exactly this job; the message may have named another (see docs/architecture.md)
+        job.description = f"fine-tune {claimed}"
+        job.save(include_meta=False)
+        keeper = ClaimKeeper(settings, claimed, self.name)
+        keeper.start()
+        try:
+            super().execute_job(job, queue)
+        finally:
+            keeper.stop()
+            release_after_job_process(settings, self.name, claimed)
+
+    def _drop_message(self, job: RQJob, queue: Queue) -> None:
+        """Forget a dequeued message that started no work (RQ parks it in an intermediate list)."""
+        with self.connection.pipeline() as pipe:
+            pipe.lrem(queue.intermediate_queue_key, 1, job.id)
+            job.delete(pipeline=pipe, remove_from_queue=False)
+            pipe.execute()
+
+    # A stop signal arrived: the loop in serve_until_stopped must end, not reconnect.
+    stop_signalled = False
+
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stop_signalled = True
         horse = self.horse_pid
         if horse:
             log.info("forwarding SIGTERM to job process %d for a checkpoint and requeue", horse)
@@ -90,6 +140,14 @@ class TuneqWorker(SpawnWorker):
             log.warning("worker heartbeat not recorded: %s", exc)
 
 
+def build_worker(settings: Settings, name: str, device: Device) -> TuneqWorker:
+    """An RQ worker on the tuneq queue; its job processes find their worker id in TUNEQ_WORKER_ID."""
+    redis = connect_redis(settings)
+    worker = TuneqWorker([job_queue(redis, settings)], connection=redis, name=name)
+    worker.device = device
+    return worker
+
+
 def run_worker(settings: Settings, gpu: int | None, burst: bool = False) -> None:
     pin_device(gpu)
     name = worker_name(gpu)
@@ -104,10 +162,52 @@ def run_worker(settings: Settings, gpu: int | None, burst: bool = False) -> None
     identity = workers.WorkerIdentity(name, socket.gethostname(), os.getpid(), gpu, gpu_name, gpu_memory)
     with transaction(settings.resolved_database_url) as session:
         workers.register_worker(session, identity)
-    redis = connect_redis(settings)
-    worker = TuneqWorker([job_queue(redis, settings)], connection=redis, name=name)
     try:
-        worker.work(burst=burst, logging_level="INFO")
+        serve_until_stopped(settings, name, Device.of(gpu_name), burst)
     finally:
         with transaction(settings.resolved_database_url) as session:
-            workers.beat(session, name, status="stopped")
+            workers.beat(session, name, status=WorkerStatus.STOPPED)
+
+
+def serve_until_stopped(settings: Settings, name: str, device: Device, burst: bool) -> None:
+    """Run the RQ worker; when Redis goes away, wait for it with backoff and start again instead of exiting.
+
+    RQ's work loop retries a lost connection only while it waits for a
+    message; elsewhere (the heartbeat after a job, registering at start) a
+    connection error ends ``work()``. Only a stop signal, or burst mode, ends this loop.
+    """
+    stopping = threading.Event()
+    while not stopping.is_set():
+        if not wait_for_redis(settings, stopping):
+            return
+        worker = build_worker(settings, name, device)
+        try:
+            worker.work(burst=burst, logging_level="INFO")
+        except RedisError as exc:
+            log.warning("worker lost Redis (%s); reconnecting", exc)
+        if burst or worker.stop_signalled:
+            return
+        log.warning("worker loop ended without a stop request; starting again once Redis answers")
+
+
+def wait_for_redis(settings: Settings, stopping: threading.Event) -> bool:
+    """Block until Redis answers (True) or SIGTERM/SIGINT arrives (False); no job process is running here."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        delay = 0.1
+        while not stopping.is_set():
+            try:
+                connect_redis(settings).ping()
+                return True
+            except (RedisError, OSError) as exc:
+                log.warning("Redis is not answering (%s); trying again in %.1fs", exc, delay)
+            stopping.wait(delay)
+            delay = min(delay * 2, REDIS_RETRY_MAX_SECONDS)
+        return False
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,4 +1,4 @@
-"""Runs one job: claim it, train, record the outcome and cost.
+"""Runs one job the worker parent has claimed: train, record the outcome and cost.
 
 Webhooks are not sent from here: the finishing transition writes them to the
 outbox and a dispatcher sends them, so a job process never waits for a receiver.
@@ -9,24 +9,23 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
-from core import jobs, result_files, workers
+from core import attempts, jobs, result_files
 from core.cost import cost_usd
 from core.db import run_with_retry
 from core.errors import IllegalTransition
 from core.models import Job
 from core.queue import connect_redis, job_queue
-from core.scheduling import claim_next_job
 from core.settings import Settings
 from core.states import JobStatus
 from trainer.config import Hyperparameters, RunSpec
 from trainer.errors import TrainerError, TrainingStopped
-from trainer.model_loading import pick_device
 from trainer.results import TrainResult
 from trainer.train import train
 from worker.checkpoint_records import CheckpointRecorder
@@ -37,12 +36,21 @@ from worker.stopping import Heartbeat, StopFlag, StopReason, stop_on_sigterm
 log = logging.getLogger(__name__)
 
 
+class RunOutcome(StrEnum):
+    """How a job process ended, as ``worker.tasks.run_job`` reports it to RQ."""
+
+    SUCCEEDED = JobStatus.SUCCEEDED.value
+    FAILED = JobStatus.FAILED.value
+    CANCELLED = JobStatus.CANCELLED.value
+    REQUEUED = JobStatus.QUEUED.value
+    PAUSED = JobStatus.PAUSED.value
+    LOST = "lost"  # the job is no longer this worker's; nothing was written
+    SKIPPED = "skipped"  # the claimed job was not (or no longer) this worker's to run
+
+
 def is_retriable(exc: BaseException) -> bool:
-    """Failures of the machine, not of the job: worth another attempt elsewhere."""
-    if isinstance(exc, TrainerError):
-        return exc.retriable
-    text = str(exc)
-    return "CUDA error" in text or "NCCL" in text or "ECC" in text
+    """Failures of the machine, not of the job, by type only: the trainer raises ``DeviceError`` for those."""
+    return isinstance(exc, TrainerError) and exc.retriable
 
 
 class JobRunner:
@@ -55,26 +63,21 @@ class JobRunner:
         """A database write that survives a short outage."""
         return run_with_retry(self.database_url, work, deadline_seconds=self.settings.database_retry_seconds)
 
-    def run(self, hint_job_id: str) -> str:
-        """Take the best queued job (usually, but not always, ``hint_job_id``) and run it."""
-        device, device_name = pick_device()
-        job: Job | None = self._db(
-            lambda s: claim_next_job(s, self.settings, self.worker_id, device=device, device_name=device_name)
-        )
-        if job is None:
-            log.info("nothing to claim for message %s; dropping it", hint_job_id)
-            return "skipped"
+    def run(self, job_id: str) -> RunOutcome:
+        """Run ``job_id``, which the worker parent claimed for this worker before spawning this process."""
+        job: Job | None = self._db(lambda s: s.get(Job, job_id))
+        if job is None or job.status != JobStatus.RUNNING or job.worker_id != self.worker_id:
+            log.warning("job %s is not running on %s; nothing to do", job_id, self.worker_id)
+            return RunOutcome.SKIPPED
         watch = JobWatch(job, self.worker_id)
-        self._db(lambda s: workers.beat(s, self.worker_id, status="busy", current_job_id=job.id))
         outcome = "crashed"
         try:
-            outcome = self._execute(job)
-            return outcome
+            outcome = self._execute(job).value
+            return RunOutcome(outcome)
         finally:
             watch.finished(outcome)
-            self._db(lambda s: workers.beat(s, self.worker_id, status="idle"))
 
-    def _execute(self, job: Job) -> str:
+    def _execute(self, job: Job) -> RunOutcome:
         flag = StopFlag()
         stop_on_sigterm(flag)
         started = time.monotonic()
@@ -103,7 +106,7 @@ class JobRunner:
             message = str(exc) if isinstance(exc, TrainerError) else f"{type(exc).__name__}: {exc}"
             if not isinstance(exc, TrainerError):
                 log.exception("job %s crashed", job.id)
-            if is_retriable(exc) and job.attempt < job.max_attempts:
+            if is_retriable(exc) and attempts.may_retry(job):
                 return self._requeue(job, started, f"retriable failure ({code}): {message}")
             return self._finish(
                 job,
@@ -153,11 +156,11 @@ class JobRunner:
 
     def _stopped(
         self, job: Job, started: float, reason: StopReason | None, exc: TrainingStopped, writer: DatabaseProgressWriter
-    ) -> str:
+    ) -> RunOutcome:
         writer.flush(self.settings.database_retry_seconds)
         if reason is StopReason.LOST:
             log.warning("job %s was taken from this worker; leaving it alone", job.id)
-            return "lost"
+            return RunOutcome.LOST
         if reason is StopReason.SHUTDOWN:
             saved = exc.checkpoint_dir.name if exc.checkpoint_dir else "no checkpoint"
             return self._requeue(job, started, f"worker shutting down; requeued ({saved})", graceful=True)
@@ -171,18 +174,18 @@ class JobRunner:
             return self._pause(job, started, f"paused; GPU released ({saved})")
         return self._finish(job, started, JobStatus.CANCELLED, "cancelled; stopped at a step boundary")
 
-    def _pause(self, job: Job, started: float, message: str) -> str:
+    def _pause(self, job: Job, started: float, message: str) -> RunOutcome:
         # Like a graceful requeue, a pause is not the job's fault: it does not use up an attempt.
         def pause(session: Session) -> Job:
             usage = self._usage(job, started)
-            return jobs.pause_stopped_job(session, job.id, message, self.worker_id, attempt=Job.attempt - 1, **usage)
+            return jobs.pause_stopped_job(session, job.id, message, self.worker_id, **attempts.refunded(), **usage)
 
         try:
             self._db(pause)
         except IllegalTransition as exc:
             log.warning("could not pause %s: %s", job.id, exc)
-            return "lost"
-        return JobStatus.PAUSED.value
+            return RunOutcome.LOST
+        return RunOutcome.PAUSED
 
     def _forced_stop(self, job: Job, started: float, reason: StopReason) -> None:
         """Last words before the heartbeat thread ends a job process that will not stop."""
@@ -211,12 +214,12 @@ class JobRunner:
         price = cost_usd(self.settings, str(job.device), str(job.device_name), seconds)
         return {"gpu_seconds": Job.gpu_seconds + seconds, "cost_usd": Job.cost_usd + price}
 
-    def _requeue(self, job: Job, started: float, message: str, graceful: bool = False) -> str:
+    def _requeue(self, job: Job, started: float, message: str, graceful: bool = False) -> RunOutcome:
         queue = job_queue(connect_redis(self.settings), self.settings)
 
         def requeue(session: Session) -> Job:
             # A graceful stop is not the job's fault: it does not use up an attempt.
-            attempt = {"attempt": Job.attempt - 1} if graceful else {}
+            attempt = attempts.refunded() if graceful else {}
             return jobs.requeue_job(
                 session,
                 self.settings,
@@ -232,12 +235,12 @@ class JobRunner:
             self._db(requeue)
         except IllegalTransition as exc:
             log.warning("could not requeue %s: %s", job.id, exc)
-            return "lost"
-        return JobStatus.QUEUED.value
+            return RunOutcome.LOST
+        return RunOutcome.REQUEUED
 
     def _finish(
         self, job: Job, started: float, status: JobStatus, message: str, details: str | None = None, **values: Any
-    ) -> str:
+    ) -> RunOutcome:
         usage = self._usage(job, started)
 
         def finish(session: Session) -> Job:
@@ -252,5 +255,5 @@ class JobRunner:
             self._db(finish)
         except IllegalTransition as exc:
             log.warning("could not finish %s: %s", job.id, exc)
-            return "lost"
-        return status.value
+            return RunOutcome.LOST
+        return RunOutcome(status.value)

@@ -7,9 +7,9 @@ from core.settings import get_settings
 
 
 def run_job(job_id: str) -> str:
-    """Run one fine-tune job by id; returns the status it ended in (or ``skipped``)."""
+    """Run one fine-tune job by id, already claimed by the worker parent; returns how it ended."""
     from worker.runner import JobRunner  # torch is imported here, in the job process only
 
     settings = get_settings()
     configure_logging(settings)  # a fresh interpreter: RQ spawned it without tuneq's logging
-    return JobRunner(settings).run(job_id)
+    return JobRunner(settings).run(job_id).value

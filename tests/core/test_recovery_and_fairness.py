@@ -116,11 +116,13 @@ def test_reconciler_enqueues_only_queued_jobs_without_a_message(
 
 
 def test_machine_failures_are_retried_and_user_errors_are_not() -> None:
-    from trainer.errors import InvalidTrainingData, ModelLoadError, OutOfMemory
+    from trainer.errors import DeviceError, InvalidTrainingData, ModelLoadError, OutOfMemory
     from worker.runner import is_retriable
 
-    assert is_retriable(RuntimeError("CUDA error: an illegal memory access was encountered"))
-    assert is_retriable(RuntimeError("NCCL communicator was aborted"))
+    assert is_retriable(DeviceError("the GPU failed while training: an illegal memory access"))
+    assert not is_retriable(DeviceError("ECC errors on every attempt", retriable=False))
+    # Decided by type only: text that merely mentions CUDA is not a device failure.
+    assert not is_retriable(RuntimeError("CUDA error: an illegal memory access was encountered"))
     assert not is_retriable(OutOfMemory("out of GPU memory; lower batch_size"))
     assert not is_retriable(InvalidTrainingData("line 3: no assistant message"))
     assert not is_retriable(ModelLoadError("cannot load model 'x'"))
@@ -143,3 +145,17 @@ def test_running_jobs_quota_keeps_further_jobs_queued_while_others_run(
     with transaction(settings.resolved_database_url) as session:
         freed = claim_next_job(session, limited, "w4")
     assert freed is not None and freed.id == second
+
+
+def test_device_exceptions_become_typed_failures_at_the_trainer_boundary() -> None:
+    import pytest
+    import torch
+
+    from trainer.errors import DeviceError, OutOfMemory
+    from trainer.train import device_errors_as_failures
+
+    with pytest.raises(DeviceError) as failed, device_errors_as_failures("training"):
+        raise torch.AcceleratorError("CUDA error: an illegal memory access was encountered")
+    assert failed.value.retriable
+    with pytest.raises(OutOfMemory), device_errors_as_failures("training"):
+        raise torch.OutOfMemoryError("CUDA out of memory")

@@ -31,7 +31,7 @@ def test_worker_rides_out_a_database_outage(
     parts = urlsplit(settings.resolved_database_url)
     proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432).start()
     worker = start_worker(
-        tmp_path / "logs", gpu=0, env={"TUNEQ_DATABASE_URL": _through(proxy, settings.resolved_database_url)}
+        tmp_path / "logs", env={"TUNEQ_DATABASE_URL": _through(proxy, settings.resolved_database_url)}
     )
     try:
         body = {

@@ -56,14 +56,14 @@ def _resumed_from(client: httpx.Client, job_id: str) -> int:
 def test_killed_worker_job_is_requeued_and_resumed_from_its_checkpoint_by_another_worker(
     client: httpx.Client, settings: Settings, tmp_path: Path, tiny_model: Path, uploaded_file: dict[str, Any]
 ) -> None:
-    first = start_worker(tmp_path / "logs", name="first", gpu=0)
+    first = start_worker(tmp_path / "logs", name="first")
     try:
         job_id = _submit(client, tiny_model, str(uploaded_file["id"]))
         _wait_until_training(client, job_id, first, min_step=CHECKPOINT_EVERY + 5)
         first.kill_hard()
     finally:
         first.stop()
-    second = start_worker(tmp_path / "logs", name="second", gpu=0)
+    second = start_worker(tmp_path / "logs", name="second")
     try:
         job = wait_for_terminal(client, job_id, second)
     finally:
@@ -82,7 +82,7 @@ def test_killed_worker_job_is_requeued_and_resumed_from_its_checkpoint_by_anothe
 def test_sigterm_requeues_the_job_and_the_worker_exits_promptly(
     client: httpx.Client, settings: Settings, tmp_path: Path, tiny_model: Path, uploaded_file: dict[str, Any]
 ) -> None:
-    first = start_worker(tmp_path / "logs", name="first", gpu=0)
+    first = start_worker(tmp_path / "logs", name="first")
     job_id = _submit(client, tiny_model, str(uploaded_file["id"]))
     _wait_until_training(client, job_id, first)
     began = time.monotonic()
@@ -95,7 +95,7 @@ def test_sigterm_requeues_the_job_and_the_worker_exits_promptly(
     stopped_at = job["progress"]["step"]
     assert f"worker shutting down; requeued (checkpoint-{stopped_at})" in _events(client, job_id)
 
-    second = start_worker(tmp_path / "logs", name="second", gpu=0)
+    second = start_worker(tmp_path / "logs", name="second")
     try:
         assert wait_for_terminal(client, job_id, second)["status"] == "succeeded"
     finally:
@@ -163,7 +163,7 @@ def test_queued_jobs_survive_redis_losing_everything(
     short = {**FAST_HYPERPARAMETERS, "n_epochs": 1}
     ids = [_submit(client, tiny_model, str(uploaded_file["id"]), hyperparameters=short) for _ in range(3)]
     redis_client.flushdb()  # the test's Redis database: FLUSHALL's effect, without touching other users
-    worker = start_worker(tmp_path / "logs", gpu=0)
+    worker = start_worker(tmp_path / "logs")
     try:
         finished = [wait_for_terminal(client, job_id, worker, timeout=180) for job_id in ids]
     finally:

@@ -1,0 +1,277 @@
+"""Service load: submit, status and list at N concurrent clients, on SQLite or PostgreSQL, small or big tables.
+
+Loopback only and bounded: a fixed number of requests per operation and
+client count, each with a 15 s client timeout (a timeout counts as an error).
+"Shed" answers are 429/503 with Retry-After: the service refusing quickly
+beyond capacity, which is allowed; "errors" are anything else (500s, timeouts,
+dropped connections) and must be 0. Also measured: the claim query's time
+(rolled back, so nothing is claimed) and dispatch latency, from a submit's
+202 to the job being ``running``, with one real CPU worker.
+
+    .venv/bin/python bench/service.py --database postgresql --clients 50 200
+    .venv/bin/python bench/service.py --database sqlite --clients 50 200
+    .venv/bin/python bench/service.py --database postgresql --queued 10000 --finished 100000
+
+Needs PostgreSQL (--pg-url) and Redis (--redis-url, a database it may flush).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import redis
+from rq import Worker as RQWorker
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+from core.api_keys import create_key
+from core.db import transaction
+from core.migrate import upgrade_database
+from core.models import Job
+from core.scheduling import next_candidates
+from core.settings import Settings
+from tuneq.processes import Service, start_api, start_worker
+
+TENANT = "bench"
+HYPERPARAMETERS = {"n_epochs": 1, "batch_size": 4, "max_seq_length": 128}
+
+
+@contextmanager
+def database(kind: str, pg_url: str, root: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{root / 'tuneq.db'}"
+        return
+    schema = f"bench_{os.getpid()}"
+    plain = pg_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{pg_url}{'&' if '?' in pg_url else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(plain, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def seed(url: str, queued: int, finished: int, training_path: str) -> None:
+    """Bulk-insert rows straight into the jobs table: queued for 100 other tenants, finished for the bench tenant."""
+    now = datetime.now(UTC)
+
+    def row(i: int, status: str, tenant: str) -> dict[str, Any]:
+        at = now - timedelta(seconds=finished + queued - i)
+        done = status != "queued"
+        return {
+            "id": f"ftjob-seed{status[0]}{i:09d}",
+            "tenant": tenant,
+            "status": status,
+            "base_model": "seed",
+            "training_file": "seed",
+            "training_path": training_path,
+            "hyperparameters": {},
+            "priority": 0,
+            "attempt": 1 if done else 0,
+            "max_attempts": 3,
+            "step": 0,
+            "trained_tokens": 0,
+            "gpu_seconds": 0.0,
+            "cost_usd": 0.0,
+            "created_at": at,
+            "updated_at": at,
+            "started_at": at if done else None,
+            "finished_at": at if done else None,
+        }
+
+    rows = [row(i, "queued", f"tenant-{i % 100}") for i in range(queued)]
+    rows += [row(queued + i, "succeeded", TENANT) for i in range(finished)]
+    for start in range(0, len(rows), 5000):
+        with transaction(url) as session:
+            session.execute(insert(Job), rows[start : start + 5000])
+
+
+def percentile(sorted_ms: list[float], p: float) -> float:
+    return sorted_ms[min(len(sorted_ms) - 1, int(p / 100 * len(sorted_ms)))] if sorted_ms else float("nan")
+
+
+async def load(
+    base_url: str, key: str, clients: int, requests: int, make: Callable[[httpx.AsyncClient, int], Awaitable[Any]]
+) -> dict[str, Any]:
+    latencies: list[float] = []
+    outcomes: Counter[str] = Counter()
+    counter = iter(range(requests))
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=15, limits=limits) as http:
+
+        async def client() -> None:
+            for i in counter:
+                began = time.perf_counter()
+                try:
+                    response = await make(http, i)
+                    code = response.status_code
+                    outcomes["ok" if code < 300 else "shed" if code in (429, 503) else f"http {code}"] += 1
+                except httpx.HTTPError as exc:
+                    outcomes[type(exc).__name__] += 1
+                latencies.append((time.perf_counter() - began) * 1000)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        wall = time.perf_counter() - began
+    latencies.sort()
+    return {
+        "clients": clients,
+        "requests": requests,
+        "ok": outcomes.pop("ok", 0),
+        "shed": outcomes.pop("shed", 0),
+        "errors": dict(outcomes),
+        "req_per_s": round(requests / wall, 1),
+        "p50_ms": round(percentile(latencies, 50), 1),
+        "p95_ms": round(percentile(latencies, 95), 1),
+        "p99_ms": round(percentile(latencies, 99), 1),
+        "max_ms": round(latencies[-1], 1),
+    }
+
+
+def candidates_before(session: Session, settings: Settings) -> list[str]:
+    """The claim query before this change (usage aggregated over every job ever), as the baseline of the ratio."""
+    usage = (
+        select(
+            Job.tenant.label("tenant"),
+            func.count().filter(Job.status == "running").label("running"),
+            func.max(Job.started_at).label("last_started"),
+        )
+        .group_by(Job.tenant)
+        .subquery()
+    )
+    query = (
+        select(Job.id)
+        .join(usage, usage.c.tenant == Job.tenant)
+        .where(Job.status == "queued")
+        .order_by(usage.c.running, usage.c.last_started.asc().nulls_first(), Job.priority.desc(), Job.created_at)
+        .limit(8)
+    )
+    return list(session.scalars(query))
+
+
+def claim_query_ms(settings: Settings, query: Callable[[Session, Settings], list[str]], repeats: int = 20) -> float:
+    timings = []
+    for _ in range(repeats):
+        with transaction(settings.resolved_database_url) as session:
+            began = time.perf_counter()
+            query(session, settings)
+            timings.append((time.perf_counter() - began) * 1000)
+            session.rollback()
+    return round(statistics.median(timings), 2)
+
+
+def dispatch_ms(client: httpx.Client, body: dict[str, Any], worker: Service, repeats: int) -> list[float]:
+    """Submit, then poll until running; the job is cancelled at once (its job process is the next one's problem)."""
+    timings = []
+    for _ in range(repeats):
+        job_id = client.post("/finetune", json=body).raise_for_status().json()["id"]
+        began = time.perf_counter()
+        while client.get(f"/finetune/{job_id}").json()["status"] == "queued":
+            assert worker.process.poll() is None, worker.log_tail()
+            assert time.perf_counter() - began < 60, "not dispatched within 60 s"
+        timings.append(round((time.perf_counter() - began) * 1000, 1))
+        client.post(f"/finetune/{job_id}/cancel")
+        while client.get(f"/finetune/{job_id}").json()["status"] == "running":
+            time.sleep(0.05)  # the next job must find the worker free
+    return timings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="postgresql")
+    parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
+    parser.add_argument("--clients", type=int, nargs="+", default=[50, 200])
+    parser.add_argument("--requests", type=int, default=400, help="per operation and client count")
+    parser.add_argument("--queued", type=int, default=0, help="queued jobs to bulk-insert first")
+    parser.add_argument("--finished", type=int, default=0, help="finished jobs to bulk-insert first")
+    parser.add_argument("--dispatches", type=int, default=3, help="dispatch latency samples (0: skip)")
+    args = parser.parse_args()
+
+    from trainer.sample_data import write_sample_dataset
+    from trainer.tiny_model import make_tiny_model
+
+    root = Path(tempfile.mkdtemp(prefix="tqb"))
+    redis.Redis.from_url(args.redis_url).flushdb()
+    with database(args.database, args.pg_url, root) as url:
+        upgrade_database(url)
+        model = make_tiny_model(root / "models" / "tiny")
+        env = {
+            "TUNEQ_DATABASE_URL": url,
+            "TUNEQ_REDIS_URL": args.redis_url,
+            "TUNEQ_DATA_ROOT": str(root),
+            "TUNEQ_QUEUE_NAME": f"bench-{uuid.uuid4().hex[:6]}",
+            "TUNEQ_RUN_MAINTENANCE_IN_API": "false",  # 10,000 seeded queued jobs have no messages on purpose
+            "TUNEQ_TENANT_LIMITS": json.dumps({"max_queued_jobs": None}),
+            "TUNEQ_MODEL_ROOTS": json.dumps([str(model.parent)]),
+            "HF_HUB_OFFLINE": "1",
+        }
+        os.environ.update(env)
+        settings = Settings()
+        with transaction(url) as session:
+            key = create_key(session, TENANT, "bench").secret
+        api, base_url = start_api(root / "logs", env=env)
+        try:
+            with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
+                dataset = write_sample_dataset(root / "capitals.jsonl")
+                with dataset.open("rb") as handle:
+                    file_id = client.post("/files", files={"file": ("c.jsonl", handle)}).raise_for_status().json()["id"]
+                body = {"base_model": str(model), "training_file": file_id, "hyperparameters": HYPERPARAMETERS}
+                began = time.perf_counter()
+                seed(url, args.queued, args.finished, f"files/{file_id}.jsonl")
+                seeded_s = round(time.perf_counter() - began, 1)
+                known = client.post("/finetune", json=body).raise_for_status().json()["id"]
+            ops: dict[str, Callable[[httpx.AsyncClient, int], Awaitable[Any]]] = {
+                "submit": lambda http, i: http.post("/finetune", json=body),
+                "status": lambda http, i: http.get(f"/finetune/{known}"),
+                "list": lambda http, i: http.get("/finetune", params={"limit": 20}),
+            }
+            header = {"database": args.database, "queued": args.queued, "finished": args.finished}
+            claim = {
+                "claim_query_ms": claim_query_ms(settings, next_candidates),
+                "claim_query_before_ms": claim_query_ms(settings, candidates_before),
+            }
+            print(json.dumps({**header, "seeded_s": seeded_s, **claim}))
+            for clients in args.clients:
+                for name, make in ops.items():
+                    result = asyncio.run(load(base_url, key, clients, args.requests, make))
+                    print(json.dumps({**header, "op": name, **result}), flush=True)
+            if args.dispatches and not args.queued:  # with a backlog the worker rightly claims older jobs first
+                redis.Redis.from_url(args.redis_url).flushdb()  # the load's submit messages: not this measure's
+                with transaction(url) as session:
+                    session.query(Job).filter(Job.tenant == TENANT, Job.status == "queued").delete()
+                worker = start_worker(root / "logs", env=env)
+                try:
+                    started = time.monotonic()
+                    while not RQWorker.all(connection=redis.Redis.from_url(args.redis_url)):  # listening
+                        assert worker.process.poll() is None and time.monotonic() - started < 120, worker.log_tail()
+                        time.sleep(0.1)
+                    with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}) as client:
+                        samples = dispatch_ms(client, body, worker, args.dispatches)
+                finally:
+                    worker.stop()
+                print(json.dumps({**header, "dispatch_ms": samples}))
+        finally:
+            api.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Beyond capacity the API answers 503 with Retry-After in the error envelope, fast, instead of waiting."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+
+from core.db import engine_for
+from core.settings import Settings, get_settings
+from tests.conftest import api_client, create_api_key, serve
+
+
+def test_exhausted_database_pool_answers_503_with_retry_after(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = create_api_key(settings, "acme")
+    # An engine of its own (a distinct URL), with room for one connection and a short wait.
+    small = f"{settings.resolved_database_url}&application_name=tuneq_pool_test"
+    monkeypatch.setenv("TUNEQ_DATABASE_URL", small)
+    monkeypatch.setenv("TUNEQ_DATABASE_POOL_SIZE", "1")
+    monkeypatch.setenv("TUNEQ_DATABASE_MAX_OVERFLOW", "0")
+    monkeypatch.setenv("TUNEQ_DATABASE_POOL_TIMEOUT_SECONDS", "0.2")
+    get_settings.cache_clear()
+    try:
+        with serve(get_settings()) as url, api_client(url, key) as client:
+            assert client.get("/finetune").status_code == 200
+            with engine_for(small).connect():  # every connection of the pool is busy
+                response = client.get("/finetune")
+            assert response.status_code == 503, response.text
+            assert response.headers["Retry-After"] == "1"
+            assert response.json()["error"]["code"] == "overloaded"
+            assert client.get("/finetune").status_code == 200  # and serves again once one is free
+    finally:
+        engine_for(small).dispose()
+        get_settings.cache_clear()
+
+
+def test_200_concurrent_clients_each_get_2xx_429_or_503_and_none_hangs(
+    client: httpx.Client, api_url: str, api_key: str, uploaded_file: dict[str, object], tiny_model: Path
+) -> None:
+    body = {"base_model": str(tiny_model), "training_file": uploaded_file["id"], "hyperparameters": {"n_epochs": 1}}
+    known = client.post("/finetune", json=body).json()["id"]
+    answers: list[int] = []
+    failures: list[str] = []
+
+    async def one_client(http: httpx.AsyncClient, n: int) -> None:
+        for request in (http.post("/finetune", json=body), http.get("/finetune"), http.get(f"/finetune/{known}")):
+            try:
+                answers.append((await request).status_code)
+            except httpx.HTTPError as exc:  # a timeout (the outer bound: a few seconds) or a dropped connection
+                failures.append(f"client {n}: {type(exc).__name__}")
+
+    async def two_hundred_clients() -> None:
+        limits = httpx.Limits(max_connections=200)
+        headers = {"Authorization": f"Bearer {api_key}"}
+        async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=10, limits=limits) as http:
+            await asyncio.gather(*(one_client(http, n) for n in range(200)))
+
+    asyncio.run(two_hundred_clients())
+    assert failures == []
+    assert len(answers) == 600
+    assert set(answers) <= {200, 202, 429, 503}, sorted(set(answers))
