@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from tuneq.client.commands import register as register_client_commands
+
 app = typer.Typer(help="tuneq: a queue-backed LoRA/QLoRA fine-tuning service.", no_args_is_help=True)
 
 
@@ -161,6 +163,9 @@ def demo(
     from tuneq.demo import run_demo
 
     raise typer.Exit(run_demo(data_root))
+
+
+register_client_commands(app)
 
 
 def main() -> None:
