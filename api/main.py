@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from api.body_limit import BodySizeLimit
 from api.errors import install_error_handlers
 from api.idempotency import IdempotencyKeys
-from api.routes import files, finetune, health, stream
+from api.routes import dashboard, files, finetune, health, stream
 from core.migrate import upgrade_database
 from core.queue import connect_redis, job_queue
 from core.recovery import recovery_loop
@@ -47,4 +47,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(files.router)
     app.include_router(finetune.router)
     app.include_router(stream.router)
+    app.include_router(dashboard.router)
     return app
