@@ -13,7 +13,7 @@ from api.errors import install_error_handlers
 from api.idempotency import IdempotencyKeys
 from api.load_shedding import ConcurrencyLimit
 from api.metrics import install_metrics
-from api.routes import files, finetune, health, v1, webhooks
+from api.routes import dashboard, files, finetune, health, stream, v1, webhooks
 from core.metrics.exposition import api_registry
 from core.migrate import upgrade_database
 from core.queue import connect_redis, job_queue
@@ -54,4 +54,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(finetune.router)
     app.include_router(webhooks.router)
     app.include_router(v1.router)
+    app.include_router(stream.router)
+    app.include_router(dashboard.router)
     return app

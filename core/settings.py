@@ -122,6 +122,8 @@ class Settings(BaseSettings):
     cancel_grace_seconds: float = Field(default=60.0, gt=0, description="after this, a cancel kills the job process")
     graceful_stop_seconds: float = Field(default=120.0, gt=0, description="SIGTERM: time to checkpoint before a kill")
     database_retry_seconds: float = Field(default=300.0, ge=0, description="how long workers retry database writes")
+    stream_poll_seconds: float = Field(default=0.5, gt=0, description="how often the API looks for new job events")
+    stream_heartbeat_seconds: float = Field(default=15.0, gt=0, description="idle time before an SSE keepalive")
     worker_id: str | None = Field(default=None, description="set by `tuneq worker` for its job processes")
     auto_migrate: bool = Field(default=True, description="run Alembic migrations when the API starts")
     log_format: LogFormat = Field(default=LogFormat.TEXT, description="text, or json for log collectors")

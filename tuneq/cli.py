@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from tuneq.client.commands import register as register_client_commands
+
 app = typer.Typer(help="tuneq: a queue-backed LoRA/QLoRA fine-tuning service.", no_args_is_help=True)
 
 
@@ -33,7 +35,8 @@ def api(
         except ValueError as exc:
             typer.echo(f"refusing to start: {exc}", err=True)
             raise typer.Exit(2) from exc
-        uvicorn.run(create_app(settings), host=bind, port=port or settings.api_port)
+        # Open event streams would otherwise hold a shutdown forever.
+        uvicorn.run(create_app(settings), host=bind, port=port or settings.api_port, timeout_graceful_shutdown=5)
 
 
 @app.command()
@@ -190,6 +193,19 @@ def demo(
     from tuneq.demo import run_demo
 
     raise typer.Exit(run_demo(data_root))
+
+
+@app.command()
+def dev(
+    port: Annotated[int | None, typer.Option(help="API port (default: a free one)")] = None,
+) -> None:
+    """API + one worker + embedded SQLite and Redis in one command; Ctrl-C stops them all."""
+    from tuneq.dev import run_dev
+
+    raise typer.Exit(run_dev(port))
+
+
+register_client_commands(app)
 
 
 def main() -> None:

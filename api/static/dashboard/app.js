@@ -1,0 +1,178 @@
+// tuneq dashboard: plain JS, no build step. The API key lives in localStorage and goes in every request.
+"use strict";
+
+const KEY = "tuneq.apiKey";
+const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+const $ = (id) => document.getElementById(id);
+let refreshTimer = null;
+
+async function api(method, path) {
+  const response = await fetch(path, { method, headers: { Authorization: `Bearer ${localStorage.getItem(KEY)}` } });
+  const body = await response.json();
+  if (!response.ok) {
+    if (response.status === 401) showLogin(body.error.message);
+    throw new Error(body.error ? body.error.message : `HTTP ${response.status}`);
+  }
+  return body;
+}
+
+function cell(row, text, className) {
+  const td = row.insertCell();
+  td.textContent = text;
+  if (className) td.className = className;
+  return td;
+}
+
+function age(iso) {
+  const seconds = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+  for (const [unit, size] of [["d", 86400], ["h", 3600], ["m", 60]]) if (seconds >= size) return `${Math.floor(seconds / size)}${unit}`;
+  return `${seconds}s`;
+}
+
+function show(section) {
+  for (const id of ["login", "jobs", "job"]) $(id).hidden = id !== section;
+  $("forget").hidden = section === "login";
+}
+
+function showLogin(message) {
+  show("login");
+  $("login-error").textContent = message || "";
+}
+
+async function allJobs() {
+  const jobs = [];
+  let after = null;
+  do {
+    const page = await api("GET", `/finetune?limit=100${after ? `&after=${after}` : ""}`);
+    jobs.push(...page.data);
+    after = page.has_more ? page.next_cursor : null;
+  } while (after && jobs.length < 1000);
+  return jobs;
+}
+
+async function renderJobs() {
+  show("jobs");
+  const filter = $("status-filter").value;
+  const jobs = (await allJobs()).filter((job) => !filter || job.status === filter);
+  const body = $("jobs-table").tBodies[0];
+  body.replaceChildren();
+  for (const job of jobs) {
+    const row = body.insertRow();
+    row.dataset.jobId = job.id;
+    const link = document.createElement("a");
+    link.href = `#/jobs/${job.id}`;
+    link.textContent = job.id;
+    cell(row, "").appendChild(link);
+    cell(row, job.status, `status-${job.status}`);
+    cell(row, job.base_model.split("/").pop());
+    const p = job.progress;
+    cell(row, p.total_steps ? `${p.step}/${p.total_steps} (${p.percent}%)` : `${p.step}`);
+    cell(row, job.cost.cost_usd.toFixed(4));
+    cell(row, age(job.created_at));
+  }
+  refreshTimer = setTimeout(renderJobs, 3000);
+}
+
+// A line chart in inline SVG; the plotted points are kept in data-points for tests and curious users.
+function chart(svg, series) {
+  svg.replaceChildren();
+  const ns = "http://www.w3.org/2000/svg";
+  const all = series.flatMap((s) => s.points);
+  svg.dataset.points = JSON.stringify(Object.fromEntries(series.map((s) => [s.name, s.points])));
+  if (!all.length) return;
+  const xs = all.map((p) => p[0]), ys = all.map((p) => p[1]);
+  const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+  const sx = (x) => 40 + ((x - x0) / (x1 - x0 || 1)) * 350, sy = (y) => 185 - ((y - y0) / (y1 - y0 || 1)) * 170;
+  for (const s of series) {
+    const line = document.createElementNS(ns, "polyline");
+    line.setAttribute("class", s.name);
+    line.setAttribute("points", s.points.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(" "));
+    svg.appendChild(line);
+  }
+  for (const [y, value] of [[15, y1], [190, y0]]) {
+    const label = document.createElementNS(ns, "text");
+    label.setAttribute("x", 2);
+    label.setAttribute("y", y);
+    label.textContent = Number(value.toPrecision(3)).toString();
+    svg.appendChild(label);
+  }
+}
+
+const points = (metrics, field, scale = 1) =>
+  metrics.filter((m) => m[field] !== null && m[field] !== undefined).map((m) => [m.step, m[field] / scale]);
+
+async function allMetrics(jobId) {
+  const rows = [];
+  let after = null;
+  do {
+    const page = await api("GET", `/finetune/${jobId}/metrics?limit=10000${after !== null ? `&after=${after}` : ""}`);
+    rows.push(...page.data);
+    after = page.has_more ? page.next_cursor : null;
+  } while (after !== null);
+  return rows;
+}
+
+async function renderJob(jobId) {
+  show("job");
+  const [job, metrics, events] = await Promise.all([
+    api("GET", `/finetune/${jobId}`), allMetrics(jobId), api("GET", `/finetune/${jobId}/events`),
+  ]);
+  $("job").dataset.jobId = job.id;
+  $("job").dataset.status = job.status;
+  $("job-title").textContent = `${job.id} — ${job.status}`;
+  const p = job.progress;
+  const estimate = (job.result && job.result.estimated_cost_usd) ?? (job.metadata && job.metadata.estimated_cost_usd);
+  $("job-summary").textContent =
+    `${job.base_model} · step ${p.step}/${p.total_steps ?? "?"} · ${job.trained_tokens.toLocaleString()} tokens · ` +
+    `cost $${job.cost.cost_usd.toFixed(6)}` + (estimate !== undefined && estimate !== null ? ` (estimate $${estimate})` : "");
+  $("job-error").textContent = job.error ? `${job.error.code}: ${job.error.message}` : "";
+  $("cancel").disabled = TERMINAL.has(job.status);
+  chart($("chart-loss"), [{ name: "train", points: points(metrics, "loss") }, { name: "eval", points: points(metrics, "eval_loss") }]);
+  chart($("chart-lr"), [{ name: "train", points: points(metrics, "learning_rate") }]);
+  chart($("chart-tps"), [{ name: "train", points: points(metrics, "tokens_per_second") }]);
+  chart($("chart-memory"), [{ name: "train", points: points(metrics, "peak_memory_bytes", 1 << 20) }]);
+  const samples = $("samples").tBodies[0];
+  samples.replaceChildren();
+  for (const sample of (job.result && job.result.samples) || []) {
+    const row = samples.insertRow();
+    cell(row, sample.prompt); cell(row, sample.completion); cell(row, sample.reference ?? "");
+  }
+  $("events").replaceChildren(...events.data.map((event) => {
+    const item = document.createElement("li");
+    item.textContent = `${event.created_at.slice(11, 19)} ${event.level} ${event.message}`;
+    return item;
+  }));
+  if (!TERMINAL.has(job.status)) refreshTimer = setTimeout(() => renderJob(jobId), 2000);
+}
+
+async function route() {
+  clearTimeout(refreshTimer);
+  if (!localStorage.getItem(KEY)) return showLogin();
+  const match = location.hash.match(/^#\/jobs\/([A-Za-z0-9_-]+)$/);
+  try {
+    await (match ? renderJob(match[1]) : renderJobs());
+  } catch (error) {
+    if (!$("login").hidden) return;
+    $("job-error").textContent = error.message;
+  }
+}
+
+$("login").addEventListener("submit", (event) => {
+  event.preventDefault();
+  localStorage.setItem(KEY, $("key").value.trim());
+  route();
+});
+$("forget").addEventListener("click", () => { localStorage.removeItem(KEY); route(); });
+$("status-filter").addEventListener("change", route);
+$("cancel").addEventListener("click", async () => {
+  const jobId = $("job").dataset.jobId;
+  try {
+    const job = await api("POST", `/finetune/${jobId}/cancel`);
+    $("action-result").textContent = job.status === "cancelled" ? "cancelled" : "cancel requested";
+  } catch (error) {
+    $("action-result").textContent = error.message;
+  }
+  route();
+});
+window.addEventListener("hashchange", route);
+route();
