@@ -143,23 +143,28 @@ RETRY_OVERLOADED_SECONDS = 1  # a pool wait times out in seconds; a retry soon a
 RETRY_DATABASE_DOWN_SECONDS = 5
 
 
-async def _pool_exhausted(_: Request, exc: Exception) -> JSONResponse:
-    # Every database connection is busy: shed this request now rather than queue it behind the others.
-    message = "the service is at capacity; retry after the number of seconds in Retry-After"
-    headers = {"Retry-After": str(RETRY_OVERLOADED_SECONDS)}
-    return error_response(503, message, "overloaded", headers=headers)
+DATABASE_ERRORS = (sqlalchemy.exc.TimeoutError, sqlalchemy.exc.OperationalError)
 
 
-async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+def database_error_response(exc: Exception) -> JSONResponse:
+    """503 for a database that is saturated (pool timeout) or unreachable, for handlers and middleware alike."""
+    if isinstance(exc, sqlalchemy.exc.TimeoutError):
+        # Every database connection is busy: shed this request now rather than queue it behind the others.
+        message = "the service is at capacity; retry after the number of seconds in Retry-After"
+        return error_response(503, message, "overloaded", headers={"Retry-After": str(RETRY_OVERLOADED_SECONDS)})
+    log.warning("database unavailable: %s", exc)
     message = "the database is unavailable; retry after the number of seconds in Retry-After"
     headers = {"Retry-After": str(RETRY_DATABASE_DOWN_SECONDS)}
     return error_response(503, message, "database_unavailable", headers=headers)
 
 
+async def _database_error(_: Request, exc: Exception) -> JSONResponse:
+    return database_error_response(exc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(sqlalchemy.exc.TimeoutError, _pool_exhausted)
-    app.add_exception_handler(sqlalchemy.exc.OperationalError, _database_unavailable)
+    for database_error in DATABASE_ERRORS:
+        app.add_exception_handler(database_error, _database_error)
     app.add_exception_handler(TuneqError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.deps import tenant_of
-from api.errors import error_response
+from api.errors import DATABASE_ERRORS, database_error_response, error_response
 from core.db import transaction, utcnow
 from core.errors import AuthenticationFailed
 from core.models import IdempotencyRecord
@@ -55,6 +55,9 @@ class IdempotencyKeys:
         except AuthenticationFailed:
             await self.app(scope, receive, send)  # the route answers 401
             return
+        except DATABASE_ERRORS as exc:  # outside the app's handlers: answer as they would
+            await database_error_response(exc)(scope, receive, send)
+            return
         # The body is hashed before the route runs, so it is spooled (to disk when large) and replayed to it.
         with tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY) as spool:
             fingerprint = await _spool_body(scope, receive, spool)
@@ -63,7 +66,11 @@ class IdempotencyKeys:
     async def _handle(
         self, scope: Scope, receive: Receive, send: Send, tenant: str, key: str, fingerprint: str, spool: IO[bytes]
     ) -> None:
-        verdict = await run_in_threadpool(self._reserve, tenant, key, fingerprint)
+        try:
+            verdict = await run_in_threadpool(self._reserve, tenant, key, fingerprint)
+        except DATABASE_ERRORS as exc:
+            await database_error_response(exc)(scope, receive, send)
+            return
         if isinstance(verdict, IdempotencyRecord):
             await _replay(verdict, send)
             return

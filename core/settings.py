@@ -23,10 +23,11 @@ DEFAULT_GPU_PRICES_PER_HOUR: dict[str, float] = {
 }
 
 
-# Webhook retry schedule (Svix's): the delay before each retry after a failed attempt, so 8 attempts over
-# about 28 hours: at once, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h; after the last the delivery
-# has failed for good. Each delay gets +-20 % jitter, and a longer Retry-After from the receiver wins.
-DEFAULT_WEBHOOK_RETRY_DELAYS_SECONDS: list[float] = [5, 300, 1800, 7200, 18000, 36000, 36000]
+# Webhook retry schedule: the delay before each retry after a failed attempt. Svix's schedule (at once,
+# then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h) spans ~28 hours; four more 10 h retries stretch it to
+# about three days (~68 h, 12 attempts), so a receiver down over a weekend night still gets its events.
+# After the last the delivery has failed for good. Each delay gets +-20 % jitter; a longer Retry-After wins.
+DEFAULT_WEBHOOK_RETRY_DELAYS_SECONDS: list[float] = [5.0, 300.0, 1800.0, 7200.0, 18000.0] + [36000.0] * 6
 
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})

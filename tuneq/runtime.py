@@ -58,6 +58,8 @@ def exit_on_sigterm() -> None:
     """
     if threading.current_thread() is not threading.main_thread():
         return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return  # the caller stops on SIGTERM its own way (tuneq dev) and then leaves this block
 
     def handler(signum: int, frame: FrameType | None) -> None:
         raise SystemExit(128 + signum)

@@ -65,7 +65,7 @@ def _exercise_and_scrape(
     assert value(busy, "tuneq_queue_depth") == 1
     assert value(busy, "tuneq_oldest_queued_job_age_seconds") >= 0
     ((worker_labels, running),) = series(busy, "tuneq_running_jobs")
-    assert running == 1 and worker_labels["gpu"] == "0" and worker_labels["worker"].endswith(".gpu0")
+    assert running == 1 and worker_labels["gpu"] == "" and worker_labels["worker"].endswith(".cpu")  # a CPU worker
     ((job_labels, tokens_per_second),) = series(busy, "tuneq_job_tokens_per_second")
     assert job_labels == {"job": running_id, "tenant": TENANT, "worker": worker_labels["worker"]}
     assert tokens_per_second > 0
