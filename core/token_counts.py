@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 BYTES_PER_TOKEN = 4  # the usual rule of thumb for English text with a BPE vocabulary
 CACHE_FORMAT = 1  # bump when the way texts are built or counted changes
+HEURISTIC_IDENTITY = "bytes/4"  # the cache key's tokenizer part when counting without one
 
 
 class CountedWith(StrEnum):
@@ -195,22 +196,31 @@ def _describe(base_model: str) -> str:
     return f"tokenizer.json of {Path(base_model).name if Path(base_model).is_absolute() else base_model}"
 
 
+def _heuristic(settings: Settings, dataset: Path, file_sha256: str, reason: str) -> TokenCounts:
+    # Cached too: without it every submit of a big file for an uncached hub model would re-read the file.
+    entry = _cache_entry(settings, file_sha256, HEURISTIC_IDENTITY)
+    if entry.is_file():
+        lengths = json.loads(entry.read_text(encoding="utf-8"))["lengths"]
+        return TokenCounts(lengths, CountedWith.HEURISTIC, reason, from_cache=True)
+    lengths = _heuristic_lengths(read_examples(dataset)[1])
+    _store(entry, lengths)
+    return TokenCounts(lengths, CountedWith.HEURISTIC, reason, from_cache=False)
+
+
 def count_tokens(settings: Settings, base_model: str, dataset: Path, file_sha256: str) -> TokenCounts:
     """Tokens of each example of ``dataset`` with ``base_model``'s tokenizer (cached), else by bytes/4."""
     files = tokenizer_files(base_model)
-    if isinstance(files, TokenizerFiles):
-        entry = _cache_entry(settings, file_sha256, files.identity)
-        if entry.is_file():
-            lengths = json.loads(entry.read_text(encoding="utf-8"))["lengths"]
-            return TokenCounts(lengths, CountedWith.TOKENIZER, _describe(base_model), from_cache=True)
-    _, examples, _ = read_examples(dataset)
     if isinstance(files, str):
-        return TokenCounts(_heuristic_lengths(examples), CountedWith.HEURISTIC, files, from_cache=False)
+        return _heuristic(settings, dataset, file_sha256, files)
+    entry = _cache_entry(settings, file_sha256, files.identity)
+    if entry.is_file():
+        lengths = json.loads(entry.read_text(encoding="utf-8"))["lengths"]
+        return TokenCounts(lengths, CountedWith.TOKENIZER, _describe(base_model), from_cache=True)
     try:
-        lengths = _tokenized_lengths(examples, files)
+        lengths = _tokenized_lengths(read_examples(dataset)[1], files)
     except Exception as exc:  # a template or tokenizer file the sandbox or tokenizers library rejects
         log.warning("cannot count tokens with the tokenizer of %s: %s", base_model, exc)
         reason = f"the tokenizer of {Path(base_model).name} could not be used here ({type(exc).__name__}: {exc})"
-        return TokenCounts(_heuristic_lengths(examples), CountedWith.HEURISTIC, reason, from_cache=False)
+        return _heuristic(settings, dataset, file_sha256, reason)
     _store(entry, lengths)
     return TokenCounts(lengths, CountedWith.TOKENIZER, _describe(base_model), from_cache=False)
