@@ -25,6 +25,7 @@ from core.base_models import check_base_model
 from core.clock import db_now
 from core.db import after_commit, utcnow
 from core.errors import IllegalTransition, JobNotFound
+from core.estimates import Estimate, EstimateInput, estimate, file_sha256
 from core.feasibility import check_fits_a_gpu
 from core.files import resolve_dataset
 from core.ids import JOB_PREFIX, new_id
@@ -70,9 +71,15 @@ def _enqueue_after_commit(session: Session, queue: Queue, settings: Settings, jo
     after_commit(session, send)
 
 
-def submit_job(session: Session, settings: Settings, queue: Queue, *, tenant: str, new: NewJob) -> Job:
-    """Validate everything, insert a queued job with its event, and enqueue it once committed."""
-    check_can_queue(session, settings, tenant)
+@dataclass(frozen=True)
+class _Checked:
+    base_model: str
+    training_path: str
+    validation_path: str | None
+
+
+def _check(session: Session, settings: Settings, tenant: str, new: NewJob) -> _Checked:
+    """Everything submit refuses, apart from quotas: an estimate refuses the same requests."""
     check_fits_a_gpu(new.hyperparameters)
     base_model = check_base_model(settings, new.base_model)
     if new.webhook_url is not None:
@@ -83,15 +90,38 @@ def submit_job(session: Session, settings: Settings, queue: Queue, *, tenant: st
         if new.validation_file
         else None
     )
+    return _Checked(base_model, training_path, validation_path)
+
+
+def _estimate(session: Session, settings: Settings, new: NewJob, checked: _Checked) -> Estimate:
+    job = EstimateInput(
+        base_model=checked.base_model,
+        training_path=settings.data_root / checked.training_path,
+        training_sha256=file_sha256(session, new.training_file),
+        hyperparameters=new.hyperparameters,
+        has_validation_file=checked.validation_path is not None,
+    )
+    return estimate(session, settings, job)
+
+
+def estimate_job(session: Session, settings: Settings, *, tenant: str, new: NewJob) -> Estimate:
+    """What ``new`` would cost, checked as submit checks it; nothing is written or queued."""
+    return _estimate(session, settings, new, _check(session, settings, tenant, new))
+
+
+def submit_job(session: Session, settings: Settings, queue: Queue, *, tenant: str, new: NewJob) -> Job:
+    """Validate everything, insert a queued job with its estimate and event, and enqueue it once committed."""
+    check_can_queue(session, settings, tenant)
+    checked = _check(session, settings, tenant, new)
     job = Job(
         id=new_id(JOB_PREFIX),
         tenant=tenant,
         status=JobStatus.QUEUED,
-        base_model=base_model,
+        base_model=checked.base_model,
         training_file=new.training_file,
-        training_path=training_path,
+        training_path=checked.training_path,
         validation_file=new.validation_file,
-        validation_path=validation_path,
+        validation_path=checked.validation_path,
         hyperparameters=new.hyperparameters,
         webhook_url=new.webhook_url,
         user_metadata=new.metadata,
@@ -104,6 +134,7 @@ def submit_job(session: Session, settings: Settings, queue: Queue, *, tenant: st
         trained_tokens=0,
         gpu_seconds=0.0,
         cost_usd=0.0,
+        estimate=_estimate(session, settings, new, checked).model_dump(mode="json"),
         created_at=utcnow(),
         updated_at=utcnow(),
     )

@@ -97,6 +97,9 @@ class Job(Base):
     result_files: Mapped[list[str] | None] = mapped_column(JSONType, doc="file ids of the run's results (metrics CSV)")
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     max_run_seconds: Mapped[int | None] = mapped_column(Integer, doc="per-attempt limit on training time")
+    estimate: Mapped[dict[str, Any] | None] = mapped_column(
+        JSONType, doc="core.estimates.Estimate made at submit: tokens, steps, time, cost"
+    )
 
 
 class JobMetric(Base):

@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     gpu_prices_per_hour: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_GPU_PRICES_PER_HOUR))
     default_gpu_price_per_hour: float = Field(default=2.00, ge=0, description="for GPUs not in the price table")
     cpu_price_per_hour: float = Field(default=0.05, ge=0)
+    estimate_gpu_name: str = Field(
+        default="H100", description="the GPU cost estimates assume when no worker is live (matched like prices)"
+    )
+    estimate_gpu_memory_bytes: int = Field(
+        default=80 * 2**30, ge=0, description="its memory, which sizes the 'auto' batch of an estimate"
+    )
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, description="one webhook POST, connect to answer")
     webhook_retry_delays_seconds: list[float] = Field(
         default_factory=lambda: list(DEFAULT_WEBHOOK_RETRY_DELAYS_SECONDS),

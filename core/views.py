@@ -6,8 +6,9 @@ from datetime import datetime
 from pathlib import PurePosixPath as Path
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, ValidationError
 
+from core.estimates import Estimate
 from core.models import Checkpoint, File, Job, JobEvent, JobMetric
 
 
@@ -16,6 +17,7 @@ class ProgressView(BaseModel):
     total_steps: int | None
     epoch: float | None
     percent: float | None
+    estimated_total_steps: int | None = Field(description="the submit-time estimate's steps, beside the real ones")
 
 
 class MetricView(BaseModel):
@@ -38,6 +40,8 @@ class MetricView(BaseModel):
 class CostView(BaseModel):
     gpu_seconds: float
     cost_usd: float
+    estimated_seconds: float | None = Field(description="the submit-time estimate, beside what the job used")
+    estimated_cost_usd: float | None
 
 
 class ErrorView(BaseModel):
@@ -79,6 +83,7 @@ class JobView(BaseModel):
     error: ErrorView | None
     adapter: str | None  # artifact name within the job ("adapter"); never a server path
     result: dict[str, Any] | None
+    estimate: Estimate | None = Field(description="made at submit: tokens, resolved 'auto', steps, time, cost")
 
 
 class FileView(BaseModel):
@@ -116,8 +121,19 @@ def metric_view(metric: JobMetric) -> MetricView:
     return MetricView.model_validate(metric, from_attributes=True)
 
 
+def stored_estimate(job: Job) -> Estimate | None:
+    """The job's submit-time estimate; None for jobs from before estimates (or of a shape since changed)."""
+    if job.estimate is None:
+        return None
+    try:
+        return Estimate.model_validate(job.estimate)
+    except ValidationError:
+        return None
+
+
 def job_view(job: Job, latest: JobMetric | None) -> JobView:
     percent = round(100.0 * job.step / job.total_steps, 1) if job.total_steps else None
+    estimate = stored_estimate(job)
     return JobView(
         id=job.id,
         status=job.status,
@@ -136,14 +152,26 @@ def job_view(job: Job, latest: JobMetric | None) -> JobView:
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
-        progress=ProgressView(step=job.step, total_steps=job.total_steps, epoch=job.epoch, percent=percent),
+        progress=ProgressView(
+            step=job.step,
+            total_steps=job.total_steps,
+            epoch=job.epoch,
+            percent=percent,
+            estimated_total_steps=estimate.total_steps if estimate else None,
+        ),
         latest_metrics=metric_view(latest) if latest else None,
         trained_tokens=job.trained_tokens,
-        cost=CostView(gpu_seconds=job.gpu_seconds, cost_usd=job.cost_usd),
+        cost=CostView(
+            gpu_seconds=job.gpu_seconds,
+            cost_usd=job.cost_usd,
+            estimated_seconds=estimate.seconds if estimate else None,
+            estimated_cost_usd=estimate.cost_usd if estimate else None,
+        ),
         environment=EnvironmentView.model_validate(job, from_attributes=True) if job.device else None,
         error=ErrorView(code=job.error_code, message=job.error_message or "") if job.error_code else None,
         adapter=Path(job.adapter_path).name if job.adapter_path else None,
         result=job.result,
+        estimate=estimate,
     )
 
 

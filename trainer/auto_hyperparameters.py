@@ -12,6 +12,7 @@ the run take ``MIN_OPTIMIZER_STEPS`` steps, so a small dataset still gets a lear
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -79,6 +80,30 @@ def auto_epochs(n_examples: int) -> int:
     if n_examples * TARGET_EPOCHS > MAX_TARGET_EXAMPLES:
         return max(MIN_EPOCHS, MAX_TARGET_EXAMPLES // n_examples)
     return TARGET_EPOCHS
+
+
+BYTES_16BIT = 2
+
+
+def activation_bytes_per_token(hidden: int, layers: int, intermediate: int) -> int:
+    """An estimate for 16-bit training with activation checkpointing, as the trainer runs on a GPU.
+
+    Each decoder layer keeps its input (hidden_size values per token); the backward pass recomputes one layer
+    at a time and holds its activations and their gradients: about 6 x hidden_size for attention (q, k, v,
+    output, norms) and 3 x intermediate_size for the gated MLP. The LM head is no concern: TRL computes the
+    loss in tiles without materialising the logits. Pure arithmetic, so the API's estimate uses it too.
+    """
+    kept_inputs = layers * hidden * BYTES_16BIT
+    one_layer_recomputed = 2 * (6 * hidden + 3 * intermediate) * BYTES_16BIT
+    return kept_inputs + one_layer_recomputed
+
+
+def held_out_indices(n_examples: int, share: float, seed: int) -> set[int]:
+    """The examples a ``validation_split`` holds out: a seeded random pick, at least one on each side."""
+    order = list(range(n_examples))
+    random.Random(seed).shuffle(order)
+    n_eval = min(n_examples - 1, max(1, round(n_examples * share)))
+    return set(order[:n_eval])
 
 
 def micro_batch_token_budget(device: DeviceProfile) -> int:

@@ -6,25 +6,15 @@ import torch
 from transformers import PretrainedConfig, PreTrainedModel
 
 from trainer.auto_hyperparameters import DeviceProfile
-
-BYTES_16BIT = 2
+from trainer.auto_hyperparameters import activation_bytes_per_token as activation_estimate
 
 
 def activation_bytes_per_token(config: PretrainedConfig) -> int:
-    """An estimate for 16-bit training with activation checkpointing, as the trainer runs on a GPU.
-
-    Each decoder layer keeps its input (hidden_size values per token); the backward pass recomputes one layer
-    at a time and holds its activations and their gradients: about 6 x hidden_size for attention (q, k, v,
-    output, norms) and 3 x intermediate_size for the gated MLP. The LM head is no concern: TRL computes the
-    loss in tiles without materialising the logits.
-    """
+    """``trainer.auto_hyperparameters.activation_bytes_per_token`` for this model's shape."""
     text = config.get_text_config()
     hidden = int(text.hidden_size)
-    layers = int(text.num_hidden_layers)
     intermediate = int(getattr(text, "intermediate_size", None) or 4 * hidden)
-    kept_inputs = layers * hidden * BYTES_16BIT
-    one_layer_recomputed = 2 * (6 * hidden + 3 * intermediate) * BYTES_16BIT
-    return kept_inputs + one_layer_recomputed
+    return activation_estimate(hidden, int(text.num_hidden_layers), intermediate)
 
 
 def data_parallel_processes() -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +10,7 @@ from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
 from core.dataset_formats import DatasetError, DatasetFormat, Example, read_examples
-from trainer.auto_hyperparameters import DataSize
+from trainer.auto_hyperparameters import DataSize, held_out_indices
 from trainer.batches import prepare_rows
 from trainer.config import Hyperparameters
 from trainer.dataset_cache import PreparedRows, cache_key, load_prepared, store_prepared
@@ -60,10 +59,7 @@ def count_too_long(dataset: Dataset, max_seq_length: int) -> int:
 
 def _held_out(examples: list[Example], share: float, seed: int) -> tuple[list[Example], list[Example]]:
     """A seeded random split; at least one example on each side."""
-    order = list(range(len(examples)))
-    random.Random(seed).shuffle(order)
-    n_eval = min(len(examples) - 1, max(1, round(len(examples) * share)))
-    held = set(order[:n_eval])
+    held = held_out_indices(len(examples), share, seed)
     train = [e for i, e in enumerate(examples) if i not in held]
     return train, [examples[i] for i in sorted(held)]
 

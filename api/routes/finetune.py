@@ -1,4 +1,5 @@
-"""Fine-tune jobs: submit, read, list, cancel, metrics, events, checkpoints, downloads, webhook deliveries."""
+"""Fine-tune jobs: estimate, submit, read, list, cancel, pause, resume; metrics, events, checkpoints, downloads,
+webhook deliveries."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from api.schemas import (
     WebhookDeliveryList,
 )
 from core import artifacts, checkpoints, jobs, webhook_outbox
+from core.estimates import Estimate
 from core.models import Job
 from core.views import JobView, checkpoint_view, event_view, job_view, metric_view
 from core.webhook_views import delivery_view
@@ -35,17 +37,8 @@ def _view(session: SessionDep, job: Job) -> JobView:
     return job_view(job, jobs.latest_metrics(session, [job.id]).get(job.id))
 
 
-@router.post("", status_code=202, response_model=JobView)
-def create_fine_tune(
-    body: FineTuneRequest,
-    response: Response,
-    tenant: CurrentTenant,
-    session: SessionDep,
-    settings: SettingsDep,
-    queue: QueueDep,
-) -> JobView:
-    """Validate, record the job, and queue it (the message goes out once the row is committed)."""
-    new = jobs.NewJob(
+def _new_job(body: FineTuneRequest) -> jobs.NewJob:
+    return jobs.NewJob(
         base_model=body.base_model,
         training_file=body.training_file,
         validation_file=body.validation_file,
@@ -55,10 +48,32 @@ def create_fine_tune(
         priority=body.priority,
         max_run_seconds=body.max_run_seconds,
     )
+
+
+@router.post("", status_code=202, response_model=JobView)
+def create_fine_tune(
+    body: FineTuneRequest,
+    response: Response,
+    tenant: CurrentTenant,
+    session: SessionDep,
+    settings: SettingsDep,
+    queue: QueueDep,
+) -> JobView:
+    """Validate, record the job with its estimate, and queue it (the message goes out once the row is committed)."""
     with session.begin():
-        job = jobs.submit_job(session, settings, queue, tenant=tenant, new=new)
+        job = jobs.submit_job(session, settings, queue, tenant=tenant, new=_new_job(body))
     response.headers["Location"] = f"/finetune/{job.id}"
     return _view(session, job)
+
+
+@router.post("/estimate", response_model=Estimate)
+def estimate_fine_tune(
+    body: FineTuneRequest, tenant: CurrentTenant, session: SessionDep, settings: SettingsDep
+) -> Estimate:
+    """What the job would cost, before paying: tokens (the model's own tokenizer), "auto" resolved, steps,
+    time, USD and finish time on the device a live worker has (else the configured one). Creates nothing."""
+    with session.begin():
+        return jobs.estimate_job(session, settings, tenant=tenant, new=_new_job(body))
 
 
 @router.get("", response_model=JobList)
@@ -84,6 +99,24 @@ def cancel_fine_tune(job_id: JobId, tenant: CurrentTenant, session: SessionDep, 
     """Cancel: a queued job ends at once; a running one stops at its next training step."""
     with session.begin():
         job = jobs.cancel_job(session, queue, tenant=tenant, job_id=job_id)
+    return _view(session, job)
+
+
+@router.post("/{job_id}/pause", response_model=JobView)
+def pause_fine_tune(job_id: JobId, tenant: CurrentTenant, session: SessionDep, queue: QueueDep) -> JobView:
+    """Pause: a queued job is held at once; a running one checkpoints at its next step and frees its GPU."""
+    with session.begin():
+        job = jobs.pause_job(session, queue, tenant=tenant, job_id=job_id)
+    return _view(session, job)
+
+
+@router.post("/{job_id}/resume", response_model=JobView)
+def resume_fine_tune(
+    job_id: JobId, tenant: CurrentTenant, session: SessionDep, settings: SettingsDep, queue: QueueDep
+) -> JobView:
+    """Queue a paused job again (it continues from its checkpoint), or withdraw a pending pause."""
+    with session.begin():
+        job = jobs.resume_job(session, settings, queue, tenant=tenant, job_id=job_id)
     return _view(session, job)
 
 

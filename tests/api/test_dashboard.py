@@ -41,7 +41,7 @@ def page(tmp_path: Path) -> Iterator[Any]:
 
 
 @pytest.mark.slow
-def test_dashboard_plots_the_jobs_loss_and_cancels_a_queued_job(
+def test_dashboard_plots_loss_shows_cost_vs_estimate_downloads_and_pauses_resumes_cancels_a_queued_job(
     settings: Settings,
     api_url: str,
     client: httpx.Client,
@@ -81,13 +81,28 @@ def test_dashboard_plots_the_jobs_loss_and_cancels_a_queued_job(
     assert page.locator("#chart-loss polyline.train").count() == 1
     assert page.locator("#samples tbody tr").count() == len(finished["result"]["samples"]) > 0
     assert page.locator("#events li").count() == len(client.get(f"/finetune/{finished['id']}/events").json()["data"])
-    assert page.is_disabled("#cancel")
+    assert page.is_disabled("#cancel") and page.is_disabled("#pause") and page.is_disabled("#resume")
+    estimate = finished["estimate"]
+    assert f"(estimate {estimate['total_steps']})" in page.inner_text("#job-estimate")
+    assert f"(estimate ${estimate['cost_usd']:.6f})" in page.inner_text("#job-estimate")
+    with page.expect_download() as download:
+        page.click("#download")
+    saved = tmp_path / "adapter.tar"
+    download.value.save_as(saved)
+    assert saved.read_bytes() == client.get(f"/finetune/{finished['id']}/adapter").content
     screenshot = tmp_path / "dashboard-job.png"
     page.screenshot(path=str(screenshot), full_page=True)
     print(f"dashboard screenshot: {screenshot}")
 
     page.goto(f"{api_url}/dashboard/#/jobs/{queued_id}")
     page.wait_for_selector(f"#job[data-job-id='{queued_id}'][data-status='queued']")
+    assert page.is_disabled("#resume") and page.is_disabled("#download")
+    page.click("#pause")
+    page.wait_for_selector(f"#job[data-job-id='{queued_id}'][data-status='paused']")
+    assert client.get(f"/finetune/{queued_id}").json()["status"] == "paused"
+    page.click("#resume")
+    page.wait_for_selector(f"#job[data-job-id='{queued_id}'][data-status='queued']")
+    assert client.get(f"/finetune/{queued_id}").json()["status"] == "queued"
     page.click("#cancel")
     page.wait_for_selector(f"#job[data-job-id='{queued_id}'][data-status='cancelled']")
     assert client.get(f"/finetune/{queued_id}").json()["status"] == "cancelled"

@@ -31,11 +31,6 @@ def json_of(done: subprocess.CompletedProcess[str]) -> Any:
     return json.loads(done.stdout)
 
 
-@pytest.fixture
-def cli_env(api_url: str, api_key: str, tmp_path: Path) -> dict[str, str]:
-    return {"TUNEQ_API_URL": api_url, "TUNEQ_API_KEY": api_key, "XDG_CONFIG_HOME": str(tmp_path / "config")}
-
-
 @pytest.mark.slow
 def test_cli_uploads_submits_and_follows_a_job_to_success(
     cli_env: dict[str, str], worker: Service, tiny_model: Path, sample_dataset: Path

@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 NOT_SOURCE = shutil.ignore_patterns(
     ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".tuneq*", "run"
 )
-HEAVY = ("torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets", "tokenizers")
+# Not tokenizers: a small Rust wheel without torch, which the API needs to count tokens for cost estimates.
+HEAVY = ("torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets")
 
 
 @pytest.fixture(scope="module")

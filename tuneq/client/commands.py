@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from tuneq.client import job_commands
+from tuneq.client import control_commands, job_commands
 from tuneq.client.config import ClientConfig, resolve, save_config
 from tuneq.client.file_commands import files_app
 from tuneq.client.http import ApiClient, ApiError
@@ -43,3 +43,7 @@ def register(app: typer.Typer) -> None:
     app.command("list", rich_help_panel=CLIENT_PANEL)(job_commands.list_jobs)
     app.command(rich_help_panel=CLIENT_PANEL)(job_commands.cancel)
     app.command(rich_help_panel=CLIENT_PANEL)(job_commands.events)
+    app.command(rich_help_panel=CLIENT_PANEL)(job_commands.estimate)
+    app.command(rich_help_panel=CLIENT_PANEL)(control_commands.pause)
+    app.command(rich_help_panel=CLIENT_PANEL)(control_commands.resume)
+    app.command(rich_help_panel=CLIENT_PANEL)(control_commands.download)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import httpx
 # A stream sends a keepalive at least every 15 s; this long without a byte means the connection is gone.
 STREAM_READ_TIMEOUT_SECONDS = 60.0
 STREAM_RECONNECTS = 5
+DOWNLOAD_CHUNK = 1 << 20
 
 
 class ApiError(Exception):
@@ -23,6 +25,17 @@ class ApiError(Exception):
         self.message = message
         self.status = status
         self.code = code
+
+
+@dataclass(frozen=True)
+class Download:
+    bytes: int
+    sha256: str  # of the bytes received
+    expected_sha256: str | None  # the server's X-Checksum-SHA256
+
+    @property
+    def verified(self) -> bool:
+        return self.expected_sha256 is not None and self.expected_sha256.lower() == self.sha256
 
 
 @dataclass(frozen=True)
@@ -74,6 +87,26 @@ class ApiClient:
         with path.open("rb") as handle:
             uploaded: dict[str, Any] = self.request("POST", "/files", files={"file": (path.name, handle)})
         return uploaded
+
+    def download(self, path: str, target: Path) -> Download:
+        """Stream ``path`` into ``target`` chunk by chunk, hashing as it goes; the server's checksum beside ours."""
+        digest, size = hashlib.sha256(), 0
+        try:
+            with self._http.stream(
+                "GET", path, timeout=httpx.Timeout(self._http.timeout.connect, read=None)
+            ) as response:
+                if not response.is_success:
+                    response.read()
+                    _raise_for_error(response)
+                with target.open("wb") as out:
+                    for chunk in response.iter_bytes(DOWNLOAD_CHUNK):
+                        digest.update(chunk)
+                        out.write(chunk)
+                        size += len(chunk)
+                expected = response.headers.get("X-Checksum-SHA256")
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from exc
+        return Download(size, digest.hexdigest(), expected)
 
     def stream(self, job_id: str, last_event_id: str | None = None) -> Iterator[StreamMessage]:
         """The job's live stream until its ``end`` message, reconnecting from the last id if the connection drops."""

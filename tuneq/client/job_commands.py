@@ -1,7 +1,8 @@
-"""`tuneq submit|status|list|cancel|events`: fine-tune jobs over the HTTP API."""
+"""`tuneq submit|estimate|status|list|cancel|events`: fine-tune jobs over the HTTP API."""
 
 from __future__ import annotations
 
+import inspect
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -87,33 +88,75 @@ def submit(
     as_json: AsJson = False,
 ) -> None:
     """Submit a fine-tune job (flags override --spec)."""
-    hyperparameters = {
-        "n_epochs": n_epochs,
-        "learning_rate": learning_rate,
-        "batch_size": batch_size,
-        "gradient_accumulation_steps": gradient_accumulation_steps,
-        "max_seq_length": max_seq_length,
-        "lora_r": lora_r,
-        "lora_alpha": lora_alpha,
-        "lora_dropout": lora_dropout,
-        "warmup_ratio": warmup_ratio,
-        "seed": seed,
-        "quantization": quantization,
-    }
+    flags = dict(locals())
     with api_client(api_url, api_key) as client:
-        hyperparameters.update(parse_assignments(hyperparameter or []))
-        fields = {
-            "base_model": model,
-            "training_file": _training_file(client, training_file, as_json),
-            "validation_file": _training_file(client, validation_file, as_json),
-            "webhook_url": webhook_url,
-            "priority": priority,
-        }
-        body = build_request(read_spec(spec) if spec else {}, fields, hyperparameters, {})
-        job = client.request("POST", "/finetune", json=body)
+        job = client.request("POST", "/finetune", json=_request_body(client, flags))
         if not as_json:
             console.print(f"submitted {job['id']} ({job['status']})", markup=False)
         _finish(client, job["id"], follow, as_json, job)
+
+
+HYPERPARAMETER_FLAGS = (
+    "n_epochs",
+    "learning_rate",
+    "batch_size",
+    "gradient_accumulation_steps",
+    "max_seq_length",
+    "lora_r",
+    "lora_alpha",
+    "lora_dropout",
+    "warmup_ratio",
+    "seed",
+    "quantization",
+)
+
+
+def _request_body(client: ApiClient, flags: dict[str, Any]) -> dict[str, Any]:
+    """The body of POST /finetune from submit's flags (a local --training-file is uploaded first)."""
+    hyperparameters = {name: flags[name] for name in HYPERPARAMETER_FLAGS}
+    hyperparameters.update(parse_assignments(flags["hyperparameter"] or []))
+    fields = {
+        "base_model": flags["model"],
+        "training_file": _training_file(client, flags["training_file"], flags["as_json"]),
+        "validation_file": _training_file(client, flags["validation_file"], flags["as_json"]),
+        "webhook_url": flags["webhook_url"],
+        "priority": flags["priority"],
+    }
+    spec = flags["spec"]
+    return build_request(read_spec(spec) if spec else {}, fields, hyperparameters, {})
+
+
+def _describe_estimate(estimate: dict[str, Any]) -> str:
+    tokens, hp, device = estimate["tokens"], estimate["hyperparameters"], estimate["device"]
+    minutes, seconds = divmod(round(estimate["seconds"]), 60)
+    lines = [
+        f"tokens  {tokens['training_tokens']:,} per epoch ({tokens['examples']} examples, {tokens['rows']} rows; "
+        f"counted with {tokens['counted_with']})",
+        f"steps   {estimate['total_steps']} ({hp['n_epochs']} epochs, batch {hp['batch_size']} x "
+        f"accumulation {hp['gradient_accumulation_steps']}, lr {hp['learning_rate']:g})",
+        f"time    {minutes}:{seconds:02d} on {device['device']} {device['name']} "
+        f"({estimate['throughput']['tokens_per_second']:,.0f} tok/s, {estimate['throughput']['source']})",
+        f"cost    ${estimate['cost_usd']:.6f} at ${estimate['price_per_hour']}/h; "
+        f"finish ~{estimate['estimated_finish'][:19]} UTC if it starts now",
+    ]
+    return "\n".join([*lines, *(f"note    {note}" for note in estimate["notes"])])
+
+
+def estimate(**flags: Any) -> None:
+    """Estimate a job before submitting it: tokens, steps, time and cost (the same flags as submit)."""
+    with api_client(flags["api_url"], flags["api_key"]) as client:
+        result = client.request("POST", "/finetune/estimate", json=_request_body(client, flags))
+    if flags["as_json"]:
+        print_json(result)
+    else:
+        console.print(_describe_estimate(result), markup=False)
+
+
+# The same flags as submit, declared once: typer reads the parameters from this signature.
+_submit_flags = inspect.signature(submit, eval_str=True).parameters.values()
+setattr(  # noqa: B010 - assigning __signature__ directly does not type-check
+    estimate, "__signature__", inspect.Signature([p for p in _submit_flags if p.name != "follow"])
+)
 
 
 def status(

@@ -25,6 +25,7 @@ from api.routes.v1.objects import (
 from api.schemas import CheckpointId, Cursor, JobId, WebhookUrl
 from core import artifacts, checkpoints, jobs
 from core.errors import InvalidRequest
+from core.estimates import Estimate
 from core.event_feed import list_feed
 from core.models import Job
 from core.openai_compat import tuneq_hyperparameters, validated_hyperparameters
@@ -58,11 +59,23 @@ def _view(session: SessionDep, job: Job) -> FineTuningJob:
     return fine_tuning_job(job, job_view(job, latest), latest)
 
 
-@router.post("", response_model=FineTuningJob)
+@router.post("", response_model=FineTuningJob | Estimate)
 def create_job(
-    body: CreateFineTuningJob, tenant: CurrentTenant, session: SessionDep, settings: SettingsDep, queue: QueueDep
-) -> FineTuningJob:
-    """Create a fine-tuning job; tuneq's LoRA/QLoRA options go in ``tuneq`` (``extra_body`` in the openai client)."""
+    body: CreateFineTuningJob,
+    tenant: CurrentTenant,
+    session: SessionDep,
+    settings: SettingsDep,
+    queue: QueueDep,
+    dry_run: Annotated[
+        bool,
+        Query(description="tuneq extension: answer the job's estimate (fine_tune.estimate) and create nothing"),
+    ] = False,
+) -> FineTuningJob | Estimate:
+    """Create a fine-tuning job; tuneq's LoRA/QLoRA options go in ``tuneq`` (``extra_body`` in the openai client).
+
+    With ``?dry_run=true`` (``extra_query`` in the openai client) nothing is created or queued: the answer is
+    the estimate, as ``POST /finetune/estimate`` gives it: tokens, resolved "auto", steps, time, cost, finish.
+    """
     own = dict(body.tuneq or {})
     options = _service_options(own)
     hyperparameters = validated_hyperparameters(tuneq_hyperparameters(body.openai_hyperparameters(), own, body.seed))
@@ -78,6 +91,8 @@ def create_job(
         suffix=body.suffix,
     )
     with session.begin():
+        if dry_run:
+            return jobs.estimate_job(session, settings, tenant=tenant, new=new)
         job = jobs.submit_job(session, settings, queue, tenant=tenant, new=new)
     return _view(session, job)
 

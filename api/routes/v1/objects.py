@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas import MetadataKey, MetadataValue, Reference
 from core.db import utcnow
+from core.estimates import Estimate
 from core.event_feed import FeedEvent
 from core.models import Checkpoint, File, Job, JobMetric
 from core.openai_compat import fine_tuned_model, openai_hyperparameters
@@ -183,10 +184,17 @@ def file_object(record: File) -> FileObject:
     )
 
 
-def _estimated_finish(job: Job, latest: JobMetric | None) -> int | None:
-    if job.status != JobStatus.RUNNING or latest is None or latest.eta_seconds is None:
+def _estimated_finish(job: Job, latest: JobMetric | None, estimate: Estimate | None) -> int | None:
+    """Running: from the live ETA, else from its start and the estimate; queued: now plus the estimate."""
+    if job.status == JobStatus.RUNNING and latest is not None and latest.eta_seconds is not None:
+        return unix(utcnow() + timedelta(seconds=latest.eta_seconds))
+    if estimate is None:
         return None
-    return unix(utcnow() + timedelta(seconds=latest.eta_seconds))
+    if job.status == JobStatus.RUNNING and job.started_at is not None:
+        return unix(job.started_at + timedelta(seconds=estimate.seconds))
+    if job.status == JobStatus.QUEUED:
+        return unix(utcnow() + timedelta(seconds=estimate.seconds))
+    return None
 
 
 def fine_tuning_job(job: Job, native: JobView, latest: JobMetric | None) -> FineTuningJob:
@@ -208,7 +216,7 @@ def fine_tuning_job(job: Job, native: JobView, latest: JobMetric | None) -> Fine
         trained_tokens=job.trained_tokens if job.status == JobStatus.SUCCEEDED else None,
         training_file=job.training_file,
         validation_file=job.validation_file,
-        estimated_finish=_estimated_finish(job, latest),
+        estimated_finish=_estimated_finish(job, latest, native.estimate),
         metadata=job.user_metadata,
         tuneq=native,
     )

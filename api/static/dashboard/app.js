@@ -112,6 +112,15 @@ async function allMetrics(jobId) {
   return rows;
 }
 
+// The submit-time estimate beside what the job really used (actual figures grow while it runs).
+function estimateLine(job) {
+  const e = job.estimate;
+  if (!e) return "no estimate (submitted before estimates existed)";
+  const steps = `steps ${job.progress.total_steps ?? job.progress.step} (estimate ${e.total_steps})`;
+  const time = `time ${Math.round(job.cost.gpu_seconds)} s (estimate ${Math.round(e.seconds)} s on ${e.device.name})`;
+  return `${steps} · ${time} · cost $${job.cost.cost_usd.toFixed(6)} (estimate $${e.cost_usd.toFixed(6)})`;
+}
+
 async function renderJob(jobId) {
   show("job");
   const [job, metrics, events] = await Promise.all([
@@ -121,12 +130,15 @@ async function renderJob(jobId) {
   $("job").dataset.status = job.status;
   $("job-title").textContent = `${job.id} — ${job.status}`;
   const p = job.progress;
-  const estimate = (job.result && job.result.estimated_cost_usd) ?? (job.metadata && job.metadata.estimated_cost_usd);
   $("job-summary").textContent =
     `${job.base_model} · step ${p.step}/${p.total_steps ?? "?"} · ${job.trained_tokens.toLocaleString()} tokens · ` +
-    `cost $${job.cost.cost_usd.toFixed(6)}` + (estimate !== undefined && estimate !== null ? ` (estimate $${estimate})` : "");
+    `cost $${job.cost.cost_usd.toFixed(6)}`;
+  $("job-estimate").textContent = estimateLine(job);
   $("job-error").textContent = job.error ? `${job.error.code}: ${job.error.message}` : "";
   $("cancel").disabled = TERMINAL.has(job.status);
+  $("pause").disabled = !["queued", "running"].includes(job.status) || job.pause_requested_at !== null;
+  $("resume").disabled = !(job.status === "paused" || (job.status === "running" && job.pause_requested_at !== null));
+  $("download").disabled = !job.adapter;
   chart($("chart-loss"), [{ name: "train", points: points(metrics, "loss") }, { name: "eval", points: points(metrics, "eval_loss") }]);
   chart($("chart-lr"), [{ name: "train", points: points(metrics, "learning_rate") }]);
   chart($("chart-tps"), [{ name: "train", points: points(metrics, "tokens_per_second") }]);
@@ -164,15 +176,35 @@ $("login").addEventListener("submit", (event) => {
 });
 $("forget").addEventListener("click", () => { localStorage.removeItem(KEY); route(); });
 $("status-filter").addEventListener("change", route);
-$("cancel").addEventListener("click", async () => {
+async function act(action, describe) {
   const jobId = $("job").dataset.jobId;
   try {
-    const job = await api("POST", `/finetune/${jobId}/cancel`);
-    $("action-result").textContent = job.status === "cancelled" ? "cancelled" : "cancel requested";
+    const job = await api("POST", `/finetune/${jobId}/${action}`);
+    $("action-result").textContent = describe(job);
   } catch (error) {
     $("action-result").textContent = error.message;
   }
   route();
+}
+$("cancel").addEventListener("click", () =>
+  act("cancel", (job) => (job.status === "cancelled" ? "cancelled" : "cancel requested")));
+$("pause").addEventListener("click", () =>
+  act("pause", (job) => (job.status === "paused" ? "paused" : "pause requested; it checkpoints at its next step")));
+$("resume").addEventListener("click", () => act("resume", (job) => `resumed: ${job.status}`));
+// The archive needs the key, so a plain link cannot fetch it: fetch it, then hand the browser the blob to save.
+$("download").addEventListener("click", async () => {
+  const jobId = $("job").dataset.jobId;
+  const response = await fetch(`/finetune/${jobId}/adapter`, { headers: { Authorization: `Bearer ${localStorage.getItem(KEY)}` } });
+  if (!response.ok) {
+    $("action-result").textContent = (await response.json()).error.message;
+    return;
+  }
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(await response.blob());
+  link.download = `${jobId}-adapter.tar`;
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 60000);  // after the browser has taken the bytes
+  $("action-result").textContent = `downloaded ${link.download} (SHA-256 ${response.headers.get("X-Checksum-SHA256")})`;
 });
 window.addEventListener("hashchange", route);
 route();
