@@ -145,21 +145,40 @@ def submit_job(session: Session, settings: Settings, queue: Queue, *, tenant: st
     return job
 
 
+def _leave_queue(
+    session: Session, queue: Queue, job: Job, target: JobStatus, message: str, **values: Any
+) -> Job | None:
+    """Move a queued job to ``target`` and drop its message once committed; None if a worker claimed it first."""
+    try:
+        moved = transition(session, job.id, target, message, **values)
+    except IllegalTransition:
+        session.refresh(job)  # claimed in the meantime: the caller treats it as running
+        return None
+    after_commit(session, lambda: remove_message(queue, job.id))
+    return moved
+
+
+def _ask_running_job(session: Session, job: Job, request: str, message: str) -> Job:
+    """Set a running job's ``request`` timestamp (once); its heartbeat sees it and stops at the next step."""
+    if getattr(job, request) is None:
+        setattr(job, request, utcnow())
+        add_event(session, job.id, message)
+    return job
+
+
 def cancel_job(session: Session, queue: Queue, *, tenant: str, job_id: str) -> Job:
     """Cancel a queued job now (and drop its message); ask a running one to stop at its next step."""
     job = get_job(session, tenant=tenant, job_id=job_id)
     if job.status == JobStatus.QUEUED:
-        try:
-            cancelled = transition(session, job_id, JobStatus.CANCELLED, "cancelled while queued", finished_at=utcnow())
-            after_commit(session, lambda: remove_message(queue, job_id))
+        cancelled = _leave_queue(
+            session, queue, job, JobStatus.CANCELLED, "cancelled while queued", finished_at=utcnow()
+        )
+        if cancelled is not None:
             return cancelled
-        except IllegalTransition:
-            session.refresh(job)  # claimed in the meantime: cancel it as a running job
     if job.status == JobStatus.RUNNING:
-        if job.cancel_requested_at is None:
-            job.cancel_requested_at = utcnow()
-            add_event(session, job_id, "cancel requested; stopping at the next training step")
-        return job
+        return _ask_running_job(
+            session, job, "cancel_requested_at", "cancel requested; stopping at the next training step"
+        )
     if job.status == JobStatus.PAUSED:
         return transition(session, job_id, JobStatus.CANCELLED, "cancelled while paused", finished_at=utcnow())
     raise IllegalTransition(f"job {job_id} already {job.status}; only queued, running or paused jobs can be cancelled")
@@ -171,17 +190,13 @@ def pause_job(session: Session, queue: Queue, *, tenant: str, job_id: str) -> Jo
     if job.status == JobStatus.PAUSED:
         return job
     if job.status == JobStatus.QUEUED:
-        try:
-            paused = transition(session, job_id, JobStatus.PAUSED, "paused while queued")
-            after_commit(session, lambda: remove_message(queue, job_id))
+        paused = _leave_queue(session, queue, job, JobStatus.PAUSED, "paused while queued")
+        if paused is not None:
             return paused
-        except IllegalTransition:
-            session.refresh(job)  # claimed in the meantime: pause it as a running job
     if job.status == JobStatus.RUNNING:
-        if job.pause_requested_at is None:
-            job.pause_requested_at = utcnow()
-            add_event(session, job_id, "pause requested; checkpointing at the next training step")
-        return job
+        return _ask_running_job(
+            session, job, "pause_requested_at", "pause requested; checkpointing at the next training step"
+        )
     raise IllegalTransition(f"job {job_id} already {job.status}; only queued or running jobs can be paused")
 
 

@@ -33,7 +33,7 @@ def test_dev_serves_api_and_worker_on_embedded_stores_and_stops_all_on_sigterm(t
         assert len(children) >= 2  # the API and the worker
 
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=120) == 0
+        assert process.wait(timeout=300) == 0
     finally:
         if process.poll() is None:
             process.kill()

@@ -56,7 +56,7 @@ def _exercise_and_scrape(
     with dataset.open("rb") as handle:
         file_id = client.post("/files", files={"file": ("capitals.jsonl", handle)}).json()["id"]
     running_id = _submit(client, tiny_model, file_id)
-    wait_for_job(client, running_id, worker, lambda j: j["status"] == "running" and j["progress"]["step"] >= 2, 120)
+    wait_for_job(client, running_id, worker, lambda j: j["status"] == "running" and j["progress"]["step"] >= 2, 600)
     queued_id = _submit(client, tiny_model, file_id)  # one worker: this one waits
 
     busy = scrape(api_url)

@@ -35,7 +35,7 @@ def app_url(settings: Settings, app: FastAPI) -> Iterator[str]:
         yield url
 
 
-def wait_until(condition: Any, timeout: float = 60, what: str = "condition") -> None:
+def wait_until(condition: Any, timeout: float = 300, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"{what} not met in {timeout}s"

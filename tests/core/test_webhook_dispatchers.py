@@ -85,7 +85,7 @@ def test_two_dispatchers_on_one_database_deliver_each_event_exactly_once(
             succeed(settings, job_id)
         dispatchers = [start_dispatcher(tmp_path / "logs", f"dispatcher-{n}") for n in (1, 2)]
         try:
-            receiver.wait_for(45, timeout=120)
+            receiver.wait_for(45, timeout=600)
             wait_until(lambda: all_settled(settings), what="every delivery settled")
         finally:
             for service in dispatchers:

@@ -43,7 +43,7 @@ def hooks() -> Iterator[WebhookReceiver]:
     receiver.stop()
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 60, what: str = "condition") -> None:
+def wait_until(condition: Callable[[], bool], timeout: float = 300, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"{what} never held within {timeout}s"

@@ -40,7 +40,7 @@ def test_worker_rides_out_a_database_outage(
             "hyperparameters": {**FAST_HYPERPARAMETERS, "n_epochs": 25},
         }
         job_id = client.post("/finetune", json=body).json()["id"]
-        wait_for_job(client, job_id, worker, lambda j: j["progress"]["step"] >= 5, 120)
+        wait_for_job(client, job_id, worker, lambda j: j["progress"]["step"] >= 5, 600)
         proxy.cut()
         time.sleep(4)  # shorter than the heartbeat staleness limit: an outage, not a lost worker
         proxy.restore()

@@ -21,7 +21,7 @@ def _live_workers(settings: Settings) -> list[Worker]:
         return list(session.scalars(select(Worker).where(Worker.status != "stopped").order_by(Worker.started_at)))
 
 
-def _wait_for(predicate, timeout: float = 60.0):  # type: ignore[no-untyped-def]
+def _wait_for(predicate, timeout: float = 300.0):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

@@ -47,7 +47,7 @@ def _create(oai: OpenAI, model: Path, file_id: str, hyperparameters: dict[str, A
     ).id
 
 
-def _wait(oai: OpenAI, job_id: str, worker: Service, until: Any, timeout: float = 240) -> Any:
+def _wait(oai: OpenAI, job_id: str, worker: Service, until: Any, timeout: float = 900) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = oai.fine_tuning.jobs.retrieve(job_id)
@@ -121,7 +121,7 @@ def test_pause_frees_the_gpu_and_resume_finishes_without_repeating_steps(
 ) -> None:
     file_id = _upload(oai, sample_dataset)
     job_id = _create(oai, tiny_model, file_id, PAUSABLE)
-    _wait(oai, job_id, worker, lambda j: j.status == "running" and _step(j) >= 5, 120)
+    _wait(oai, job_id, worker, lambda j: j.status == "running" and _step(j) >= 5, 600)
     asked = oai.fine_tuning.jobs.pause(job_id)
     assert asked.status == "running" and asked.model_extra["tuneq"]["pause_requested_at"]
     paused = _wait(oai, job_id, worker, lambda j: j.status == "paused", 30)
@@ -131,9 +131,9 @@ def test_pause_frees_the_gpu_and_resume_finishes_without_repeating_steps(
 
     # The GPU is free: another job runs to the end while the first stays paused, and a third is cancelled.
     other = _create(oai, tiny_model, file_id, {**FAST, "n_epochs": 1})
-    assert _wait(oai, other, worker, lambda j: j.status == "succeeded", 120)
+    assert _wait(oai, other, worker, lambda j: j.status == "succeeded", 600)
     cancelled = _create(oai, tiny_model, file_id, LONG)
-    _wait(oai, cancelled, worker, lambda j: j.status == "running" and _step(j) >= 2, 120)
+    _wait(oai, cancelled, worker, lambda j: j.status == "running" and _step(j) >= 2, 600)
     oai.fine_tuning.jobs.cancel(cancelled)
     assert _wait(oai, cancelled, worker, lambda j: j.status == "cancelled", 30)
     still = oai.fine_tuning.jobs.retrieve(job_id)

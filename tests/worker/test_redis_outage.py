@@ -102,7 +102,7 @@ def test_killing_the_embedded_redis_loses_no_submitted_job(
         api.stop()
 
 
-def _wait_until_listening(worker: Service, url: str, timeout: float = 120) -> None:
+def _wait_until_listening(worker: Service, url: str, timeout: float = 600) -> None:
     """Until the worker has registered with RQ (its signal handlers are installed by then)."""
     deadline = time.monotonic() + timeout
     while not RQWorker.all(connection=redis.Redis.from_url(url)):
