@@ -103,6 +103,9 @@ def test_dashboard_plots_loss_shows_cost_vs_estimate_downloads_and_pauses_resume
     page.click("#resume")
     page.wait_for_selector(f"#job[data-job-id='{queued_id}'][data-status='queued']")
     assert client.get(f"/finetune/{queued_id}").json()["status"] == "queued"
+    # A change made elsewhere reaches the open page through its event stream, without a reload.
+    assert client.post(f"/finetune/{queued_id}/pause").json()["status"] == "paused"
+    page.wait_for_selector(f"#job[data-job-id='{queued_id}'][data-status='paused']")
     page.click("#cancel")
     page.wait_for_selector(f"#job[data-job-id='{queued_id}'][data-status='cancelled']")
     assert client.get(f"/finetune/{queued_id}").json()["status"] == "cancelled"

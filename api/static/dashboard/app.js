@@ -5,6 +5,7 @@ const KEY = "tuneq.apiKey";
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 const $ = (id) => document.getElementById(id);
 let refreshTimer = null;
+let following = null;  // the job page's open event stream: {jobId, controller}
 
 async function api(method, path) {
   const response = await fetch(path, { method, headers: { Authorization: `Bearer ${localStorage.getItem(KEY)}` } });
@@ -154,13 +155,52 @@ async function renderJob(jobId) {
     item.textContent = `${event.created_at.slice(11, 19)} ${event.level} ${event.message}`;
     return item;
   }));
-  if (!TERMINAL.has(job.status)) refreshTimer = setTimeout(() => renderJob(jobId), 2000);
+  if (TERMINAL.has(job.status)) stopFollowing();
+  else followJob(job.id);
+}
+
+// The job page refreshes when the server's event stream says something changed, not on a timer: one
+// stream per open page, fed by the API's single watcher. EventSource cannot send the key, so fetch it.
+function followJob(jobId) {
+  if (following && following.jobId === jobId) return;
+  stopFollowing();
+  const controller = new AbortController();
+  following = { jobId, controller };
+  readStream(jobId, controller.signal)
+    .catch(() => {})
+    .finally(() => { if (following && following.controller === controller) following = null; });
+}
+
+function stopFollowing() {
+  if (following) following.controller.abort();
+  following = null;
+}
+
+async function readStream(jobId, signal) {
+  const headers = { Authorization: `Bearer ${localStorage.getItem(KEY)}` };
+  const response = await fetch(`/finetune/${jobId}/stream`, { headers, signal });
+  if (!response.ok) return;
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  let pending = null;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    const messages = buffer.split("\n\n");
+    buffer = messages.pop();
+    // Keep-alives are comments (no "event:" line); a burst of rows becomes one re-read.
+    if (messages.some((message) => /^event: /m.test(message)) && pending === null) {
+      pending = setTimeout(() => { pending = null; renderJob(jobId).catch(() => {}); }, 250);
+    }
+  }
 }
 
 async function route() {
   clearTimeout(refreshTimer);
   if (!localStorage.getItem(KEY)) return showLogin();
   const match = location.hash.match(/^#\/jobs\/([A-Za-z0-9_-]+)$/);
+  if (!match || (following && following.jobId !== match[1])) stopFollowing();
   try {
     await (match ? renderJob(match[1]) : renderJobs());
   } catch (error) {
