@@ -48,7 +48,7 @@ def test_cli_estimate_uploads_a_local_file_and_prints_tokens_steps_time_and_cost
 
 
 @pytest.mark.slow
-def test_cli_downloads_verified_archives_and_refuses_one_whose_checksum_does_not_match(
+def test_cli_downloads_verified_adapter_merged_and_checkpoint_archives_and_refuses_a_bad_checksum(
     settings: Settings,
     cli_env: dict[str, str],
     client: httpx.Client,
@@ -60,7 +60,7 @@ def test_cli_downloads_verified_archives_and_refuses_one_whose_checksum_does_not
     body = {
         "base_model": str(tiny_model),
         "training_file": uploaded_file["id"],
-        "hyperparameters": FAST_HYPERPARAMETERS,
+        "hyperparameters": {**FAST_HYPERPARAMETERS, "merge_adapter": True},
     }
     job = wait_for_terminal(client, client.post("/finetune", json=body).json()["id"], worker)
     assert job["status"] == "succeeded", job["error"]
@@ -75,6 +75,13 @@ def test_cli_downloads_verified_archives_and_refuses_one_whose_checksum_does_not
     checkpoint = tmp_path / "checkpoint.tar"
     args = ("download", job["id"], "--checkpoint", kept[0]["id"], "-o", str(checkpoint), "--json")
     assert json_of(tuneq(*args, env=cli_env, timeout=120))["verified"]
+
+    merged = tmp_path / "merged.tar"
+    args = ("download", job["id"], "--merged", "-o", str(merged), "--json")
+    assert json_of(tuneq(*args, env=cli_env, timeout=120))["verified"]
+    with tarfile.open(merged) as tar:
+        names = tar.getnames()
+    assert "merged/config.json" in names and any(name.endswith(".safetensors") for name in names), names
 
     # Damage the server's cached archive after its checksum was recorded: the bytes no longer match the header.
     cached = settings.jobs_dir / job["id"] / "archives" / "adapter.tar"
