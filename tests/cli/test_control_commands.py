@@ -15,7 +15,7 @@ from tests.conftest import FAST_HYPERPARAMETERS, queue_length, submit_in_databas
 from tuneq.processes import Service
 
 
-def test_cli_pauses_a_queued_job_and_resumes_it(
+def test_cli_pauses_resumes_and_cancels_a_queued_job(
     settings: Settings, cli_env: dict[str, str], redis_client: redis.Redis, tiny_model: Path, sample_dataset: Path
 ) -> None:
     job_id = submit_in_database(settings, "acme", tiny_model, sample_dataset)
@@ -29,6 +29,12 @@ def test_cli_pauses_a_queued_job_and_resumes_it(
 
     again = tuneq("resume", job_id, env=cli_env, timeout=60)  # only a paused job can be resumed
     assert again.returncode == 1 and "only paused jobs can be resumed" in again.stderr
+
+    cancelled = tuneq("cancel", job_id, env=cli_env, timeout=60)
+    assert cancelled.returncode == 0 and f"{job_id} cancelled" in cancelled.stdout, cancelled.stderr
+    assert queue_length(redis_client, settings) == 0
+    twice = tuneq("cancel", job_id, "--json", env=cli_env, timeout=60)  # a finished job cannot be cancelled
+    assert twice.returncode == 1 and "already cancelled" in twice.stderr
 
 
 def test_cli_estimate_uploads_a_local_file_and_prints_tokens_steps_time_and_cost(

@@ -9,16 +9,15 @@ from typing import Annotated
 import typer
 
 from tuneq.client.job_commands import JobIdArg
-from tuneq.client.options import ApiKey, ApiUrl, AsJson, api_client, console, print_json
+from tuneq.client.options import ApiKey, ApiUrl, AsJson, api_client, console, post_job_action, print_json
 
 
 def pause(job_id: JobIdArg, api_url: ApiUrl = None, api_key: ApiKey = None, as_json: AsJson = False) -> None:
     """Pause a job: a queued one at once; a running one checkpoints at its next step and frees its GPU."""
-    with api_client(api_url, api_key) as client:
-        job = client.request("POST", f"/finetune/{job_id}/pause")
-    if as_json:
-        print_json(job)
-    elif job["status"] == "paused":
+    job = post_job_action(job_id, "pause", api_url, api_key, as_json)
+    if job is None:
+        return
+    if job["status"] == "paused":
         console.print(f"{job_id} paused; `tuneq resume {job_id}` queues it again")
     else:
         console.print(f"{job_id} {job['status']}; it pauses at its next training step")
@@ -26,11 +25,8 @@ def pause(job_id: JobIdArg, api_url: ApiUrl = None, api_key: ApiKey = None, as_j
 
 def resume(job_id: JobIdArg, api_url: ApiUrl = None, api_key: ApiKey = None, as_json: AsJson = False) -> None:
     """Resume a paused job (it continues from its checkpoint), or withdraw a pause not yet taken."""
-    with api_client(api_url, api_key) as client:
-        job = client.request("POST", f"/finetune/{job_id}/resume")
-    if as_json:
-        print_json(job)
-    else:
+    job = post_job_action(job_id, "resume", api_url, api_key, as_json)
+    if job is not None:
         console.print(f"{job_id} {job['status']}")
 
 

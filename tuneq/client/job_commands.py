@@ -12,7 +12,7 @@ from rich.table import Table
 
 from tuneq.client.follow import follow_job, outcome
 from tuneq.client.http import ApiClient
-from tuneq.client.options import ApiKey, ApiUrl, AsJson, api_client, console, print_json
+from tuneq.client.options import ApiKey, ApiUrl, AsJson, api_client, console, post_job_action, print_json
 from tuneq.client.spec import build_request, parse_assignments, read_spec
 
 JobIdArg = Annotated[str, typer.Argument(help="a job id, ftjob-…")]
@@ -205,11 +205,10 @@ def list_jobs(
 
 def cancel(job_id: JobIdArg, api_url: ApiUrl = None, api_key: ApiKey = None, as_json: AsJson = False) -> None:
     """Cancel a job: a queued one at once, a running one at its next step."""
-    with api_client(api_url, api_key) as client:
-        job = client.request("POST", f"/finetune/{job_id}/cancel")
-    if as_json:
-        print_json(job)
-    elif job["status"] == "cancelled":
+    job = post_job_action(job_id, "cancel", api_url, api_key, as_json)
+    if job is None:
+        return
+    if job["status"] == "cancelled":
         console.print(f"{job_id} cancelled")
     else:
         console.print(f"{job_id} {job['status']}; it stops at its next training step")

@@ -40,3 +40,15 @@ def api_client(api_url: str | None, api_key: str | None) -> Iterator[ApiClient]:
 
 def print_json(value: Any) -> None:
     typer.echo(json.dumps(value, separators=(",", ":")))
+
+
+def post_job_action(
+    job_id: str, action: str, api_url: str | None, api_key: str | None, as_json: bool
+) -> dict[str, Any] | None:
+    """POST ``/finetune/{id}/{action}``; prints the job as JSON and returns None when ``as_json``, else returns it."""
+    with api_client(api_url, api_key) as client:
+        job: dict[str, Any] = client.request("POST", f"/finetune/{job_id}/{action}")
+    if as_json:
+        print_json(job)
+        return None
+    return job
