@@ -222,6 +222,13 @@ def client(api_url: str, api_key: str) -> Iterator[httpx.Client]:
         yield http
 
 
+@pytest.fixture
+def other(api_url: str, settings: Settings) -> Iterator[httpx.Client]:
+    """A client of a second tenant, ``globex``."""
+    with api_client(api_url, create_api_key(settings, "globex")) as http:
+        yield http
+
+
 def submit_in_database(
     settings: Settings,
     tenant: str,

@@ -55,8 +55,10 @@ def test_liveness_and_readiness_are_separate_unauthenticated_endpoints(client: h
 def test_redis_down_is_degraded_and_jobs_are_still_accepted(
     settings: Settings, api_key: str, redis_proxy: TcpProxy, sample_dataset: Path
 ) -> None:
-    with serve(_quiet(settings, redis_url=_through(redis_proxy, str(settings.redis_url)))) as url:
-        http = api_client(url, api_key)
+    with (
+        serve(_quiet(settings, redis_url=_through(redis_proxy, str(settings.redis_url)))) as url,
+        api_client(url, api_key) as http,
+    ):
         with sample_dataset.open("rb") as handle:
             file_id = http.post("/files", files={"file": ("capitals.jsonl", handle)}).json()["id"]
         redis_proxy.cut()
@@ -79,8 +81,7 @@ def test_database_down_is_unavailable_with_503_and_recovers(
     settings: Settings, api_key: str, database_proxy: TcpProxy
 ) -> None:
     proxied = _through(database_proxy, settings.resolved_database_url)
-    with serve(_quiet(settings, database_url=proxied, auto_migrate=False)) as url:
-        http = api_client(url, api_key)
+    with serve(_quiet(settings, database_url=proxied, auto_migrate=False)) as url, api_client(url, api_key) as http:
         database_proxy.cut()
         ready = http.get("/readyz")
         assert ready.status_code == 503

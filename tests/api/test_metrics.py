@@ -35,8 +35,10 @@ def test_metrics_show_queue_jobs_workers_throughput_durations_and_latency(
 ) -> None:
     # No reconciler: it may add a second wake-up message for a job whose first one a worker already took,
     # which is harmless but would make the queue depth below depend on timing.
-    with serve(settings.model_copy(update={"run_maintenance_in_api": False})) as api_url:
-        client = api_client(api_url, api_key)
+    with (
+        serve(settings.model_copy(update={"run_maintenance_in_api": False})) as api_url,
+        api_client(api_url, api_key) as client,
+    ):
         _exercise_and_scrape(client, api_url, settings, worker, tiny_model, sample_dataset)
 
 

@@ -29,12 +29,6 @@ def _submit(client: httpx.Client, model: Path, file_id: str, **extra: Any) -> ht
     return client.post("/finetune", json={"base_model": str(model), "training_file": file_id, **extra})
 
 
-@pytest.fixture
-def other(api_url: str, settings: Settings) -> httpx.Client:
-    """A client of a second tenant, ``globex``."""
-    return api_client(api_url, create_api_key(settings, "globex"))
-
-
 def test_each_tenant_sees_only_its_own_jobs_and_files(
     client: httpx.Client, other: httpx.Client, tiny_model: Path, sample_dataset: Path
 ) -> None:

@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from standardwebhooks import Webhook
 
 from core.db import utcnow
 from core.settings import Settings
-from tests.conftest import api_client, create_api_key, dispatching, serve
+from tests.conftest import api_client, dispatching, serve
 from tests.core.test_webhooks import claim, verified, wait_until
 from tuneq.webhook_receiver import WebhookReceiver
 
@@ -23,12 +22,6 @@ def _submit(client: httpx.Client, model: Path, dataset: Path, **extra: Any) -> d
     body = {"base_model": str(model), "training_file": file_id, **extra}
     job: dict[str, Any] = client.post("/finetune", json=body).raise_for_status().json()
     return job
-
-
-@pytest.fixture
-def other(api_url: str, settings: Settings) -> httpx.Client:
-    """A client of a second tenant, ``globex``."""
-    return api_client(api_url, create_api_key(settings, "globex"))
 
 
 def test_endpoint_secret_is_shown_at_creation_and_never_again(client: httpx.Client) -> None:
