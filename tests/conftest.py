@@ -310,6 +310,14 @@ def dispatching(settings: Settings, name: str = "test-dispatcher") -> Iterator[N
         thread.join(timeout=30)
 
 
+def wait_until(condition: Callable[[], bool], timeout: float = 300, what: str = "condition") -> None:
+    """Poll ``condition`` until it holds; the timeout is only an outer bound for a broken run."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} never held within {timeout}s"
+        time.sleep(0.05)
+
+
 def wait_for_job(
     client: httpx.Client, job_id: str, worker: Service | None, until: Callable[[dict[str, Any]], bool], timeout: float
 ) -> dict[str, Any]:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -17,7 +15,7 @@ from api.main import create_app
 from core import jobs
 from core.db import transaction
 from core.settings import Settings
-from tests.conftest import FAST_HYPERPARAMETERS, api_client, create_api_key, serve, submit_in_database
+from tests.conftest import FAST_HYPERPARAMETERS, api_client, create_api_key, serve, submit_in_database, wait_until
 from tuneq.client import ApiClient, ApiError, StreamMessage
 from tuneq.processes import Service
 
@@ -33,13 +31,6 @@ def app(settings: Settings) -> FastAPI:
 def app_url(settings: Settings, app: FastAPI) -> Iterator[str]:
     with serve(settings, app) as url:
         yield url
-
-
-def wait_until(condition: Any, timeout: float = 300, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} not met in {timeout}s"
-        time.sleep(0.05)
 
 
 def follow_in_thread(url: str, key: str, job_id: str, into: list[StreamMessage]) -> threading.Thread:

@@ -11,8 +11,8 @@ from standardwebhooks import Webhook
 
 from core.db import utcnow
 from core.settings import Settings
-from tests.conftest import api_client, dispatching, serve
-from tests.core.test_webhooks import claim, verified, wait_until
+from tests.conftest import api_client, dispatching, serve, wait_until
+from tests.core.test_webhooks import claim, verified
 from tuneq.webhook_receiver import WebhookReceiver
 
 

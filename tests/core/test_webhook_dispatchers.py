@@ -16,8 +16,8 @@ from core.models import WebhookAttempt, WebhookDelivery
 from core.settings import Settings
 from core.states import JobStatus
 from core.webhook_endpoints import NewEndpoint, create_endpoint
-from tests.conftest import submit_in_database
-from tests.core.test_webhooks import TENANT, all_settled, claim, succeed, wait_until
+from tests.conftest import submit_in_database, wait_until
+from tests.core.test_webhooks import TENANT, all_settled, claim, succeed
 from tuneq.processes import free_port, start_dispatcher
 from tuneq.webhook_receiver import WebhookReceiver
 

@@ -3,7 +3,6 @@ to real loopback receivers, verified with the standardwebhooks and openai packag
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -22,7 +21,7 @@ from core.recovery import RecoveryReport, recover_lost_jobs
 from core.settings import Settings
 from core.states import JobStatus
 from core.webhook_endpoints import NewEndpoint, create_endpoint, tenant_secret
-from tests.conftest import dispatching, submit_in_database
+from tests.conftest import dispatching, submit_in_database, wait_until
 from tuneq.webhook_receiver import ReceivedWebhook, WebhookReceiver
 
 TENANT = "acme"
@@ -41,13 +40,6 @@ def hooks() -> Iterator[WebhookReceiver]:
     receiver = WebhookReceiver().start()
     yield receiver
     receiver.stop()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 300, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} never held within {timeout}s"
-        time.sleep(0.05)
 
 
 def deliveries(settings: Settings, job_id: str) -> list[WebhookDelivery]:

@@ -13,8 +13,7 @@ from sqlalchemy import select
 from core.db import transaction
 from core.models import Worker
 from core.settings import Settings
-from tests.conftest import FAST_HYPERPARAMETERS, wait_for_terminal
-from tests.core.test_webhooks import wait_until
+from tests.conftest import FAST_HYPERPARAMETERS, wait_for_terminal, wait_until
 from tuneq.processes import Service
 from tuneq.webhook_receiver import WebhookReceiver
 
