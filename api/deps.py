@@ -56,6 +56,9 @@ def current_tenant(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> str:
+    already: str | None = getattr(request.state, "tenant", None)  # set by IdempotencyKeys for this request
+    if already is not None:
+        return already
     header = f"{credentials.scheme} {credentials.credentials}" if credentials else None
     tenant = tenant_of(settings, header)
     request.state.tenant = tenant

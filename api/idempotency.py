@@ -58,6 +58,7 @@ class IdempotencyKeys:
         except DATABASE_ERRORS as exc:  # outside the app's handlers: answer as they would
             await database_error_response(exc)(scope, receive, send)
             return
+        scope.setdefault("state", {})["tenant"] = tenant  # current_tenant takes it from here, not a second lookup
         # The body is hashed before the route runs, so it is spooled (to disk when large) and replayed to it.
         with tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY) as spool:
             fingerprint = await _spool_body(scope, receive, spool)
