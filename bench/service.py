@@ -1,6 +1,6 @@
 """Service load: submit, status and list at N concurrent clients, on SQLite or PostgreSQL, small or big tables.
 
-Loopback only and bounded: a fixed number of requests per operation and
+Loopback only and bounded: a fixed time (--seconds) per operation and
 client count, each with a 15 s client timeout (a timeout counts as an error).
 "Shed" answers are 429/503 with Retry-After: the service refusing quickly
 beyond capacity, which is allowed; "errors" are anything else (500s, timeouts,
@@ -12,27 +12,30 @@ dropped connections) and must be 0. Also measured: the claim query's time
     .venv/bin/python bench/service.py --database sqlite --clients 50 200
     .venv/bin/python bench/service.py --database postgresql --queued 10000 --finished 100000
 
+Load comes from wrk (`apt-get install wrk`), so the cores go to the service, not to the client.
+
 Needs PostgreSQL (--pg-url) and Redis (--redis-url, a database it may flush).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import statistics
+import subprocess
 import tempfile
 import time
 import uuid
-from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import psycopg
 import redis
 from rq import Worker as RQWorker
@@ -48,6 +51,7 @@ from core.settings import Settings
 from tuneq.processes import Service, start_api, start_worker
 
 TENANT = "bench"
+PAGE = 100  # jobs per list page, as the issue's target counts them
 HYPERPARAMETERS = {"n_epochs": 1, "batch_size": 4, "max_seq_length": 128}
 
 
@@ -107,42 +111,61 @@ def percentile(sorted_ms: list[float], p: float) -> float:
     return sorted_ms[min(len(sorted_ms) - 1, int(p / 100 * len(sorted_ms)))] if sorted_ms else float("nan")
 
 
-async def load(
-    base_url: str, key: str, clients: int, requests: int, make: Callable[[httpx.AsyncClient, int], Awaitable[Any]]
-) -> dict[str, Any]:
-    latencies: list[float] = []
-    outcomes: Counter[str] = Counter()
-    counter = iter(range(requests))
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    headers = {"Authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=15, limits=limits) as http:
+WRK_SCRIPT = Path(__file__).with_name("wrk_report.lua")
 
-        async def client() -> None:
-            for i in counter:
-                began = time.perf_counter()
-                try:
-                    response = await make(http, i)
-                    code = response.status_code
-                    outcomes["ok" if code < 300 else "shed" if code in (429, 503) else f"http {code}"] += 1
-                except httpx.HTTPError as exc:
-                    outcomes[type(exc).__name__] += 1
-                latencies.append((time.perf_counter() - began) * 1000)
 
-        began = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(clients)))
-        wall = time.perf_counter() - began
-    latencies.sort()
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    method: str
+    path: str
+    body: dict[str, Any] | None = None
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    """CPU time of a process and its children (uvicorn's worker processes), user and system."""
+    total = 0.0
+    for each in [process, *process.children(recursive=True)]:
+        with suppress(psutil.NoSuchProcess):
+            times = each.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def load(base_url: str, key: str, clients: int, seconds: int, op: Operation, api: psutil.Process) -> dict[str, Any]:
+    """``clients`` keep-alive connections, each sending ``op`` back to back for ``seconds`` (wrk).
+
+    A C load generator, so the two shared cores go to the service rather than
+    to the client (httpx spent 2-4 ms of CPU per request: more than the server).
+    """
+    env = {**os.environ, "BENCH_METHOD": op.method, "BENCH_KEY": key}
+    if op.body is not None:
+        env["BENCH_BODY"] = json.dumps(op.body)
+    threads = min(clients, 2)
+    command = ["wrk", f"-t{threads}", f"-c{clients}", f"-d{seconds}s", "--timeout", "15s", "-s", str(WRK_SCRIPT)]
+    before = cpu_seconds(api)
+    run = subprocess.run([*command, base_url + op.path], env=env, capture_output=True, text=True, check=True)
+    server_cpu = cpu_seconds(api) - before
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    answers = report["answers"]
+    errors = {
+        kind: report[kind]
+        for kind in ("other_status", "connect_errors", "read_errors", "write_errors", "timeouts")
+        if report[kind]
+    }
     return {
         "clients": clients,
-        "requests": requests,
-        "ok": outcomes.pop("ok", 0),
-        "shed": outcomes.pop("shed", 0),
-        "errors": dict(outcomes),
-        "req_per_s": round(requests / wall, 1),
-        "p50_ms": round(percentile(latencies, 50), 1),
-        "p95_ms": round(percentile(latencies, 95), 1),
-        "p99_ms": round(percentile(latencies, 99), 1),
-        "max_ms": round(latencies[-1], 1),
+        "answers": answers,
+        "ok": report["ok"],
+        "shed": report["shed"],
+        "errors": errors,
+        "req_per_s": round(answers / report["duration_s"], 1),
+        "ok_per_s": round(report["ok"] / report["duration_s"], 1),
+        "p50_ms": report["p50_ms"],
+        "p95_ms": report["p95_ms"],
+        "p99_ms": report["p99_ms"],
+        "max_ms": report["max_ms"],
+        "server_cpu_ms_per_req": round(server_cpu * 1000 / max(answers, 1), 2),
     }
 
 
@@ -200,7 +223,8 @@ def main() -> None:
     parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
     parser.add_argument("--clients", type=int, nargs="+", default=[50, 200])
-    parser.add_argument("--requests", type=int, default=400, help="per operation and client count")
+    parser.add_argument("--seconds", type=int, default=10, help="per operation and client count")
+    parser.add_argument("--api-workers", type=int, default=1, help="API server processes (TUNEQ_API_WORKERS)")
     parser.add_argument("--queued", type=int, default=0, help="queued jobs to bulk-insert first")
     parser.add_argument("--finished", type=int, default=0, help="finished jobs to bulk-insert first")
     parser.add_argument("--dispatches", type=int, default=3, help="dispatch latency samples (0: skip)")
@@ -223,6 +247,7 @@ def main() -> None:
             "TUNEQ_TENANT_LIMITS": json.dumps({"max_queued_jobs": None}),
             "TUNEQ_MODEL_ROOTS": json.dumps([str(model.parent)]),
             "HF_HUB_OFFLINE": "1",
+            "TUNEQ_API_WORKERS": str(args.api_workers),
         }
         os.environ.update(env)
         settings = Settings()
@@ -238,22 +263,29 @@ def main() -> None:
                 began = time.perf_counter()
                 seed(url, args.queued, args.finished, f"files/{file_id}.jsonl")
                 seeded_s = round(time.perf_counter() - began, 1)
-                known = client.post("/finetune", json=body).raise_for_status().json()["id"]
-            ops: dict[str, Callable[[httpx.AsyncClient, int], Awaitable[Any]]] = {
-                "submit": lambda http, i: http.post("/finetune", json=body),
-                "status": lambda http, i: http.get(f"/finetune/{known}"),
-                "list": lambda http, i: http.get("/finetune", params={"limit": 20}),
+                for _ in range(PAGE):  # a full first page for the list pages, even on an empty table
+                    known = client.post("/finetune", json=body).raise_for_status().json()["id"]
+            ops = [
+                Operation("submit", "POST", "/finetune", body),
+                Operation("status", "GET", f"/finetune/{known}"),
+                Operation("list", "GET", f"/finetune?limit={PAGE}"),
+            ]
+            header = {
+                "database": args.database,
+                "queued": args.queued,
+                "finished": args.finished,
+                "api_workers": args.api_workers,
             }
-            header = {"database": args.database, "queued": args.queued, "finished": args.finished}
             claim = {
                 "claim_query_ms": claim_query_ms(settings, next_candidates),
                 "claim_query_before_ms": claim_query_ms(settings, candidates_before),
             }
             print(json.dumps({**header, "seeded_s": seeded_s, **claim}))
+            server = psutil.Process(api.process.pid)
             for clients in args.clients:
-                for name, make in ops.items():
-                    result = asyncio.run(load(base_url, key, clients, args.requests, make))
-                    print(json.dumps({**header, "op": name, **result}), flush=True)
+                for op in ops:
+                    result = load(base_url, key, clients, args.seconds, op, server)
+                    print(json.dumps({**header, "op": op.name, **result}), flush=True)
             if args.dispatches and not args.queued:  # with a backlog the worker rightly claims older jobs first
                 redis.Redis.from_url(args.redis_url).flushdb()  # the load's submit messages: not this measure's
                 with transaction(url) as session:

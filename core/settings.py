@@ -61,7 +61,12 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="Redis URL; unset = an embedded redis-server on a socket under the data root"
     )
-    database_pool_size: int = Field(default=10, ge=1, description="PostgreSQL connections kept open per process")
+    database_pool_size: int = Field(
+        default=20,
+        ge=1,
+        description="PostgreSQL connections kept open per process; at least api_max_concurrent_requests, so that "
+        "an API under load reuses connections instead of opening and closing overflow ones per request",
+    )
     database_max_overflow: int = Field(default=10, ge=0, description="extra connections opened under load")
     database_pool_timeout_seconds: float = Field(
         default=2.0, gt=0, description="wait for a free connection; then the API answers 503 with Retry-After"
@@ -111,6 +116,14 @@ class Settings(BaseSettings):
     )
     api_max_concurrent_requests: int = Field(
         default=20, ge=1, description="requests in flight per API process; more wait, then get 503"
+    )
+    api_workers: int = Field(
+        default=1, ge=1, description="API server processes on one port (uvicorn workers); about one per core"
+    )
+    api_access_log: bool = Field(
+        default=False,
+        description="one log line per request; off by default: request counts and latencies are in /metrics, "
+        "and the line cost about a twentieth of a status read's CPU",
     )
     api_max_queue_wait_seconds: float = Field(
         default=0.5, ge=0, description="how long a request waits for a free slot before a 503 with Retry-After"

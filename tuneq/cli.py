@@ -35,8 +35,17 @@ def api(
         except ValueError as exc:
             typer.echo(f"refusing to start: {exc}", err=True)
             raise typer.Exit(2) from exc
-        # Open event streams would otherwise hold a shutdown forever.
-        uvicorn.run(create_app(settings), host=bind, port=port or settings.api_port, timeout_graceful_shutdown=5)
+        # Several workers build their apps from the TUNEQ_* variables resolved_settings exported.
+        several = settings.api_workers > 1
+        uvicorn.run(
+            "api.main:create_app" if several else create_app(settings),
+            factory=several,
+            workers=settings.api_workers,
+            host=bind,
+            port=port or settings.api_port,
+            access_log=settings.api_access_log,
+            timeout_graceful_shutdown=5,  # open event streams would otherwise hold a shutdown forever
+        )
 
 
 @app.command()
