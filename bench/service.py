@@ -46,8 +46,10 @@ from core.api_keys import create_key
 from core.db import transaction
 from core.migrate import upgrade_database
 from core.models import Job
+from core.models import Worker as WorkerRow
 from core.scheduling import next_candidates
 from core.settings import Settings
+from core.workers import WorkerStatus
 from tuneq.processes import Service, start_api, start_worker
 
 TENANT = "bench"
@@ -201,10 +203,16 @@ def claim_query_ms(settings: Settings, query: Callable[[Session, Settings], list
     return round(statistics.median(timings), 2)
 
 
-def dispatch_ms(client: httpx.Client, body: dict[str, Any], worker: Service, repeats: int) -> list[float]:
-    """Submit, then poll until running; the job is cancelled at once (its job process is the next one's problem)."""
+def dispatch_ms(client: httpx.Client, body: dict[str, Any], worker: Service, url: str, repeats: int) -> list[float]:
+    """Submit to an idle worker, then poll until running; the job is cancelled at once.
+
+    Before each sample the worker must be idle again (its job process gone and
+    its row back to idle), or the sample would time the previous job process's
+    exit instead of the dispatch.
+    """
     timings = []
     for _ in range(repeats):
+        wait_for_idle_worker(url, worker)
         job_id = client.post("/finetune", json=body).raise_for_status().json()["id"]
         began = time.perf_counter()
         while client.get(f"/finetune/{job_id}").json()["status"] == "queued":
@@ -212,9 +220,17 @@ def dispatch_ms(client: httpx.Client, body: dict[str, Any], worker: Service, rep
             assert time.perf_counter() - began < 60, "not dispatched within 60 s"
         timings.append(round((time.perf_counter() - began) * 1000, 1))
         client.post(f"/finetune/{job_id}/cancel")
-        while client.get(f"/finetune/{job_id}").json()["status"] == "running":
-            time.sleep(0.05)  # the next job must find the worker free
     return timings
+
+
+def wait_for_idle_worker(url: str, worker: Service, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with transaction(url) as session:
+            if session.scalars(select(WorkerRow.status)).all() == [WorkerStatus.IDLE.value]:
+                return
+        assert worker.process.poll() is None and time.monotonic() < deadline, worker.log_tail()
+        time.sleep(0.05)
 
 
 def main() -> None:
@@ -297,7 +313,7 @@ def main() -> None:
                         assert worker.process.poll() is None and time.monotonic() - started < 120, worker.log_tail()
                         time.sleep(0.1)
                     with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}) as client:
-                        samples = dispatch_ms(client, body, worker, args.dispatches)
+                        samples = dispatch_ms(client, body, worker, url, args.dispatches)
                 finally:
                     worker.stop()
                 print(json.dumps({**header, "dispatch_ms": samples}))
