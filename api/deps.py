@@ -12,11 +12,14 @@ from rq import Queue
 from sqlalchemy.orm import Session
 
 from core.api_keys import authenticate
-from core.db import session_factory, transaction
+from core.db import read_session_factory, session_factory
 from core.errors import AuthenticationFailed
 from core.settings import AuthMode, Settings
 
 bearer = HTTPBearer(auto_error=False, description="an API key from `tuneq keys create`")
+
+# Requests that only read: their session runs in autocommit (core.db.read_session_factory).
+READ_METHODS = frozenset({"GET", "HEAD"})
 
 
 # Dependencies that do no I/O are ``async def``: FastAPI runs every sync dependency in its threadpool, and
@@ -29,13 +32,25 @@ async def get_settings(request: Request) -> Settings:
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:
-    """A session for the route's own thread; it connects lazily, on its first statement there."""
+    """The request's one session (the key lookup uses it too); it connects lazily, on its first statement.
+
+    A read's session is in autocommit: closing it only hands the connection back to the pool, with no
+    round trip, so it is closed here rather than after another hop to the threadpool.
+    """
     settings: Settings = request.app.state.settings
-    session = session_factory(settings.resolved_database_url)()
+    url = settings.resolved_database_url
+    if request.method in READ_METHODS:
+        session = read_session_factory(url)()
+        try:
+            yield session
+        finally:
+            session.close()
+        return
+    session = session_factory(url)()
     try:
         yield session
     finally:
-        await run_in_threadpool(session.close)  # returning the connection may roll back: network I/O
+        await run_in_threadpool(session.close)  # may roll back: network I/O
 
 
 async def get_queue(request: Request) -> Queue:
@@ -48,28 +63,37 @@ SessionDep = Annotated[Session, Depends(get_session)]
 QueueDep = Annotated[Queue, Depends(get_queue)]
 
 
-def tenant_of(settings: Settings, authorization: str | None) -> str:
+def tenant_of(settings: Settings, session: Session, authorization: str | None) -> str:
     """The tenant an ``Authorization`` header value stands for; AuthenticationFailed if none."""
     if settings.auth is AuthMode.DISABLED:
         return settings.open_tenant
     scheme, _, secret = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise AuthenticationFailed("missing API key: send 'Authorization: Bearer tq_…' (create one: tuneq keys create)")
-    # Its own short transaction: routes open theirs, and the lookup must not hold one open across the request.
-    with transaction(settings.resolved_database_url) as session:
-        return authenticate(session, secret.strip())
+    return authenticate(session, secret.strip())
+
+
+def lookup_tenant(settings: Settings, authorization: str | None) -> str:
+    """``tenant_of`` on a session of its own, in autocommit: no transaction is held across the request."""
+    with read_session_factory(settings.resolved_database_url)() as session:
+        return tenant_of(settings, session, authorization)
 
 
 def current_tenant(
     request: Request,
     settings: SettingsDep,
+    session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> str:
     already: str | None = getattr(request.state, "tenant", None)  # set by IdempotencyKeys for this request
     if already is not None:
         return already
     header = f"{credentials.scheme} {credentials.credentials}" if credentials else None
-    tenant = tenant_of(settings, header)
+    # A read looks the key up on its own autocommit session: one connection per request. A write opens its
+    # transaction (``session.begin()``) once its input is validated, and the lookup must not hold one open
+    # across the route's file and Redis work, so it looks up on a session of its own.
+    reads = request.method in READ_METHODS
+    tenant = tenant_of(settings, session, header) if reads else lookup_tenant(settings, header)
     request.state.tenant = tenant
     return tenant
 

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.deps import tenant_of
+from api.deps import lookup_tenant
 from api.errors import DATABASE_ERRORS, database_error_response, error_response
 from core.db import transaction, utcnow
 from core.errors import AuthenticationFailed
@@ -51,7 +51,7 @@ class IdempotencyKeys:
             return
         authorization = headers.get(b"authorization", b"").decode("latin-1") or None
         try:
-            tenant = await run_in_threadpool(tenant_of, self.settings, authorization)
+            tenant = await run_in_threadpool(lookup_tenant, self.settings, authorization)
         except AuthenticationFailed:
             await self.app(scope, receive, send)  # the route answers 401
             return

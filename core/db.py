@@ -108,6 +108,15 @@ def session_factory(url: str) -> sessionmaker[Session]:
     return sessionmaker(engine_for(url), expire_on_commit=False)
 
 
+@lru_cache(maxsize=8)
+def read_session_factory(url: str) -> sessionmaker[Session]:
+    """Sessions for reads only: autocommit, so a few SELECTs cost no BEGIN and no ROLLBACK round trips.
+
+    Same pool as ``session_factory``; each statement sees the latest committed data on its own.
+    """
+    return sessionmaker(engine_for(url).execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+
+
 @contextmanager
 def transaction(url: str) -> Iterator[Session]:
     """A session whose work is committed on success and rolled back on error."""

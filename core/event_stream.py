@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from core.cost import cost_usd
 from core.db import utcnow
 from core.errors import InvalidRequest
-from core.jobs import latest_metrics
+from core.jobs import WITH_LATEST_METRIC
 from core.models import Job, JobEvent, JobMetric
 from core.settings import Settings
 from core.states import JobStatus
@@ -94,11 +94,10 @@ def metric_item(row: JobMetric) -> StreamItem:
 
 def job_items(session: Session, settings: Settings, job_ids: Iterable[str]) -> list[StreamItem]:
     """Snapshots of jobs, with what a running job has cost so far (its row holds only finished attempts)."""
-    rows = session.scalars(select(Job).where(Job.id.in_(list(job_ids)))).all()
-    latest = latest_metrics(session, [job.id for job in rows])
+    rows = session.scalars(select(Job).where(Job.id.in_(list(job_ids))).options(WITH_LATEST_METRIC)).all()
     items = []
     for job in rows:
-        payload = job_view(job, latest.get(job.id)).model_dump(mode="json")
+        payload = job_view(job).model_dump(mode="json")
         payload["cost_so_far_usd"] = _cost_so_far(settings, job)
         items.append(StreamItem(ItemKind.JOB, job.id, 0, utcnow(), payload))
     return items

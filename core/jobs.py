@@ -17,8 +17,8 @@ from typing import Any
 
 from redis.exceptions import RedisError
 from rq import Queue
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, joinedload
 
 from core import attempts
 from core.base_models import check_base_model
@@ -39,6 +39,9 @@ from core.url_guard import check_webhook_url
 from core.webhook_events import record_status_event
 
 log = logging.getLogger(__name__)
+
+# Views show each job's newest loss: loaded in the same statement as the job, one primary-key join.
+WITH_LATEST_METRIC = joinedload(Job.latest_metric)
 
 
 @dataclass
@@ -248,7 +251,7 @@ def heartbeat(session: Session, job_id: str) -> HeartbeatReply:
 
 def get_job(session: Session, *, tenant: str, job_id: str) -> Job:
     """A tenant's job; another tenant's id is as unknown as one that never existed."""
-    job = session.get(Job, job_id)
+    job = session.get(Job, job_id, options=[WITH_LATEST_METRIC])
     if job is None or job.tenant != tenant:
         raise JobNotFound(f"no fine-tune job with id {job_id!r}", param="id")
     return job
@@ -258,7 +261,7 @@ def list_jobs(
     session: Session, *, tenant: str, limit: int, after: str | None = None, metadata: dict[str, str] | None = None
 ) -> Page[Job]:
     """Newest first; ``after`` is the id of the last job of the previous page; ``metadata`` pairs must all match."""
-    query = select(Job).where(Job.tenant == tenant)
+    query = select(Job).where(Job.tenant == tenant).options(WITH_LATEST_METRIC)
     for key, value in (metadata or {}).items():
         query = query.where(Job.user_metadata[key].as_string() == value)
     cursor = get_job(session, tenant=tenant, job_id=after) if after is not None else None
@@ -345,8 +348,12 @@ def claim_job(session: Session, job_id: str, worker_id: str, **values: Any) -> J
 
 def record_progress(session: Session, job_id: str, total_steps: int | None, **metric: Any) -> None:
     """Store one logging step and keep the job's progress columns current (a step is also a heartbeat)."""
-    session.add(JobMetric(job_id=job_id, created_at=utcnow(), **metric))
+    row = JobMetric(job_id=job_id, created_at=utcnow(), **metric)
+    session.add(row)
     progress: dict[str, Any] = {"step": metric["step"], "epoch": metric.get("epoch"), "heartbeat_at": db_now()}
+    if row.loss is not None:
+        session.flush()  # the row's id, for the job's pointer to its newest loss
+        progress["latest_metric_id"] = row.id
     if total_steps is not None:
         progress["total_steps"] = total_steps
     if metric.get("trained_tokens") is not None:
@@ -360,18 +367,6 @@ def job_metrics(session: Session, job_id: str, after_id: int | None, limit: int)
         query = query.where(JobMetric.id > after_id)
     rows = session.scalars(query.order_by(JobMetric.id).limit(limit + 1)).all()
     return Page(items=rows[:limit], has_more=len(rows) > limit)
-
-
-def latest_metrics(session: Session, job_ids: Sequence[str]) -> dict[str, JobMetric]:
-    """Each job's newest training-loss row, for a whole page of jobs in one query."""
-    if not job_ids:
-        return {}
-    newest = (
-        select(func.max(JobMetric.id))
-        .where(JobMetric.job_id.in_(job_ids), JobMetric.loss.is_not(None))
-        .group_by(JobMetric.job_id)
-    )
-    return {m.job_id: m for m in session.scalars(select(JobMetric).where(JobMetric.id.in_(newest)))}
 
 
 def job_events(session: Session, job_id: str) -> Sequence[JobEvent]:

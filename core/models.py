@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from core.db import UTCDateTime, utcnow
 
@@ -99,6 +99,12 @@ class Job(Base):
     max_run_seconds: Mapped[int | None] = mapped_column(Integer, doc="per-attempt limit on training time")
     estimate: Mapped[dict[str, Any] | None] = mapped_column(
         JSONType, doc="core.estimates.Estimate made at submit: tokens, steps, time, cost"
+    )
+    # Kept current by core.jobs.record_progress, so reads join one row by primary key instead of searching
+    # the job's metrics for the newest loss. Not a foreign key: metrics rows are deleted with their job.
+    latest_metric_id: Mapped[int | None] = mapped_column(BigId, doc="the newest metrics row with a training loss")
+    latest_metric: Mapped[JobMetric | None] = relationship(
+        primaryjoin="foreign(Job.latest_metric_id) == JobMetric.id", viewonly=True
     )
 
 

@@ -131,7 +131,8 @@ def stored_estimate(job: Job) -> Estimate | None:
         return None
 
 
-def job_view(job: Job, latest: JobMetric | None) -> JobView:
+def job_view(job: Job) -> JobView:
+    latest = job.latest_metric
     percent = round(100.0 * job.step / job.total_steps, 1) if job.total_steps else None
     estimate = stored_estimate(job)
     return JobView(

@@ -24,17 +24,12 @@ from api.schemas import (
 )
 from core import artifacts, checkpoints, jobs, webhook_outbox
 from core.estimates import Estimate
-from core.models import Job
 from core.views import JobView, checkpoint_view, event_view, job_view, metric_view
 from core.webhook_views import delivery_view
 
 router = APIRouter(prefix="/finetune", tags=["fine-tune"], responses=ERROR_RESPONSES)
 
 MAX_METRIC_ID = 2**63 - 1
-
-
-def _view(session: SessionDep, job: Job) -> JobView:
-    return job_view(job, jobs.latest_metrics(session, [job.id]).get(job.id))
 
 
 def _new_job(body: FineTuneRequest) -> jobs.NewJob:
@@ -63,7 +58,7 @@ def create_fine_tune(
     with session.begin():
         job = jobs.submit_job(session, settings, queue, tenant=tenant, new=_new_job(body))
     response.headers["Location"] = f"/finetune/{job.id}"
-    return _view(session, job)
+    return job_view(job)
 
 
 @router.post("/estimate", response_model=Estimate)
@@ -84,14 +79,13 @@ def list_fine_tunes(
     after: Annotated[Cursor | None, Query(description="id of the last job of the previous page")] = None,
 ) -> JobList:
     page = jobs.list_jobs(session, tenant=tenant, limit=limit, after=after)
-    latest = jobs.latest_metrics(session, [job.id for job in page.items])
-    data = [job_view(job, latest.get(job.id)) for job in page.items]
+    data = [job_view(job) for job in page.items]
     return JobList(data=data, has_more=page.has_more, next_cursor=data[-1].id if page.has_more else None)
 
 
 @router.get("/{job_id}", response_model=JobView)
 def get_fine_tune(job_id: JobId, tenant: CurrentTenant, session: SessionDep) -> JobView:
-    return _view(session, jobs.get_job(session, tenant=tenant, job_id=job_id))
+    return job_view(jobs.get_job(session, tenant=tenant, job_id=job_id))
 
 
 @router.post("/{job_id}/cancel", response_model=JobView)
@@ -99,7 +93,7 @@ def cancel_fine_tune(job_id: JobId, tenant: CurrentTenant, session: SessionDep, 
     """Cancel: a queued job ends at once; a running one stops at its next training step."""
     with session.begin():
         job = jobs.cancel_job(session, queue, tenant=tenant, job_id=job_id)
-    return _view(session, job)
+    return job_view(job)
 
 
 @router.post("/{job_id}/pause", response_model=JobView)
@@ -107,7 +101,7 @@ def pause_fine_tune(job_id: JobId, tenant: CurrentTenant, session: SessionDep, q
     """Pause: a queued job is held at once; a running one checkpoints at its next step and frees its GPU."""
     with session.begin():
         job = jobs.pause_job(session, queue, tenant=tenant, job_id=job_id)
-    return _view(session, job)
+    return job_view(job)
 
 
 @router.post("/{job_id}/resume", response_model=JobView)
@@ -117,7 +111,7 @@ def resume_fine_tune(
     """Queue a paused job again (it continues from its checkpoint), or withdraw a pending pause."""
     with session.begin():
         job = jobs.resume_job(session, settings, queue, tenant=tenant, job_id=job_id)
-    return _view(session, job)
+    return job_view(job)
 
 
 @router.get("/{job_id}/metrics", response_model=MetricList)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import CurrentTenant, SettingsDep
+from api.deps import CurrentTenant, SessionDep, SettingsDep
 from api.errors import ERROR_RESPONSES
 from api.job_feed import JobFeed, job_feed
 from api.schemas import JobId
@@ -43,6 +43,7 @@ async def stream_fine_tune(
     job_id: JobId,
     request: Request,
     tenant: CurrentTenant,
+    session: SessionDep,
     settings: SettingsDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     resume_from: Annotated[
@@ -51,15 +52,11 @@ async def stream_fine_tune(
 ) -> StreamingResponse:
     """Follow a job live."""
     position = StreamPosition.parse(last_event_id or resume_from)
-    await run_in_threadpool(_check_job, settings, tenant, job_id)  # 404 before the stream starts
+    await run_in_threadpool(jobs.get_job, session, tenant=tenant, job_id=job_id)  # 404 before the stream starts
+    session.close()  # a stream may stay open for hours: its database connection goes back to the pool now
     messages = _messages(job_feed(request.app, settings), settings, job_id, position)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(messages, media_type="text/event-stream", headers=headers)
-
-
-def _check_job(settings: Settings, tenant: str, job_id: str) -> None:
-    with transaction(settings.resolved_database_url) as session:
-        jobs.get_job(session, tenant=tenant, job_id=job_id)
 
 
 def _backlog(settings: Settings, job_id: str, position: StreamPosition) -> list[StreamItem]:

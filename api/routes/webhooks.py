@@ -14,6 +14,7 @@ from api.deps import CurrentTenant, SessionDep, SettingsDep
 from api.errors import ERROR_RESPONSES
 from api.schemas import WebhookDeliveryId, WebhookEndpointId, WebhookEndpointList, WebhookEndpointRequest
 from core import webhook_endpoints, webhook_outbox
+from core.db import transaction
 from core.webhook_views import (
     TenantWebhookSecretView,
     WebhookDeliveryView,
@@ -73,9 +74,11 @@ def rotate_webhook_endpoint_secret(
 
 
 @router.get("/webhook_secret", response_model=TenantWebhookSecretView)
-def get_webhook_secret(tenant: CurrentTenant, session: SessionDep) -> TenantWebhookSecretView:
+def get_webhook_secret(tenant: CurrentTenant, settings: SettingsDep) -> TenantWebhookSecretView:
     """The secret that signs deliveries to jobs' own webhook_url (made on first request)."""
-    with session.begin():
+    # This read may write (the first one makes the secret), so it has a transaction of its own: the
+    # request's session is an autocommit one, as every GET's is (api.deps.get_session).
+    with transaction(settings.resolved_database_url) as session:
         return tenant_secret_view(webhook_endpoints.tenant_secret(session, tenant))
 
 

@@ -54,9 +54,8 @@ def _service_options(tuneq: dict[str, object]) -> ServiceOptions:
         raise InvalidRequest(f"{field}: {exc.errors()[0]['msg']}", param=field) from exc
 
 
-def _view(session: SessionDep, job: Job) -> FineTuningJob:
-    latest = jobs.latest_metrics(session, [job.id]).get(job.id)
-    return fine_tuning_job(job, job_view(job, latest), latest)
+def _view(job: Job) -> FineTuningJob:
+    return fine_tuning_job(job, job_view(job), job.latest_metric)
 
 
 @router.post("", response_model=FineTuningJob | Estimate)
@@ -94,7 +93,7 @@ def create_job(
         if dry_run:
             return jobs.estimate_job(session, settings, tenant=tenant, new=new)
         job = jobs.submit_job(session, settings, queue, tenant=tenant, new=new)
-    return _view(session, job)
+    return _view(job)
 
 
 def _metadata_filter(request: Request) -> dict[str, str]:
@@ -119,14 +118,13 @@ def list_jobs(
 ) -> FineTuningJobList:
     """Newest first; filter with ``metadata[key]=value``."""
     page = jobs.list_jobs(session, tenant=tenant, limit=limit, after=after, metadata=_metadata_filter(request))
-    latest = jobs.latest_metrics(session, [job.id for job in page.items])
-    data = [fine_tuning_job(job, job_view(job, latest.get(job.id)), latest.get(job.id)) for job in page.items]
+    data = [_view(job) for job in page.items]
     return FineTuningJobList(data=data, has_more=page.has_more)
 
 
 @router.get("/{job_id}", response_model=FineTuningJob)
 def retrieve_job(job_id: JobId, tenant: CurrentTenant, session: SessionDep) -> FineTuningJob:
-    return _view(session, jobs.get_job(session, tenant=tenant, job_id=job_id))
+    return _view(jobs.get_job(session, tenant=tenant, job_id=job_id))
 
 
 @router.post("/{job_id}/cancel", response_model=FineTuningJob)
@@ -134,7 +132,7 @@ def cancel_job(job_id: JobId, tenant: CurrentTenant, session: SessionDep, queue:
     """A queued or paused job ends at once; a running one stops at its next training step."""
     with session.begin():
         job = jobs.cancel_job(session, queue, tenant=tenant, job_id=job_id)
-    return _view(session, job)
+    return _view(job)
 
 
 @router.post("/{job_id}/pause", response_model=FineTuningJob)
@@ -142,7 +140,7 @@ def pause_job(job_id: JobId, tenant: CurrentTenant, session: SessionDep, queue: 
     """A queued job is held at once; a running one checkpoints at its next step and frees its GPU."""
     with session.begin():
         job = jobs.pause_job(session, queue, tenant=tenant, job_id=job_id)
-    return _view(session, job)
+    return _view(job)
 
 
 @router.post("/{job_id}/resume", response_model=FineTuningJob)
@@ -152,7 +150,7 @@ def resume_job(
     """Queue a paused job again; it continues from its checkpoint."""
     with session.begin():
         job = jobs.resume_job(session, settings, queue, tenant=tenant, job_id=job_id)
-    return _view(session, job)
+    return _view(job)
 
 
 @router.get("/{job_id}/events", response_model=JobEventList)

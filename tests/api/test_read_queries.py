@@ -1,0 +1,84 @@
+"""A status read and a list page cost one connection and two statements: the key lookup, then the jobs with
+their newest loss (each job row points at it), however many jobs and metrics there are."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import event
+
+from core import jobs
+from core.db import engine_for, transaction
+from core.settings import Settings
+from tests.conftest import TENANT, submit_in_database
+
+
+@dataclass
+class DatabaseUse:
+    checkouts: int = 0
+    statements: list[str] = field(default_factory=list)
+
+
+@contextmanager
+def database_use(settings: Settings) -> Iterator[DatabaseUse]:
+    """What the API (served in this process) asks of the database meanwhile."""
+    engine = engine_for(settings.resolved_database_url)
+    use = DatabaseUse()
+
+    def checkout(*_: Any) -> None:
+        use.checkouts += 1
+
+    def statement(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+        use.statements.append(sql)
+
+    event.listen(engine.pool, "checkout", checkout)
+    event.listen(engine, "before_cursor_execute", statement)
+    try:
+        yield use
+    finally:
+        event.remove(engine.pool, "checkout", checkout)
+        event.remove(engine, "before_cursor_execute", statement)
+
+
+def _train(settings: Settings, job_id: str, losses: list[float | None]) -> None:
+    """Metrics rows as a worker writes them; ``None`` is a logging step without a training loss (eval only)."""
+    for step, loss in enumerate(losses, start=1):
+        with transaction(settings.resolved_database_url) as session:
+            extra = {"eval_loss": 0.5} if loss is None else {}
+            jobs.record_progress(session, job_id, len(losses), step=step, loss=loss, **extra)
+
+
+def test_status_read_is_one_connection_and_two_statements_and_shows_the_newest_loss(
+    settings: Settings, api_url: str, client: httpx.Client, tiny_model: Path, sample_dataset: Path
+) -> None:
+    job_id = submit_in_database(settings, TENANT, tiny_model, sample_dataset)
+    _train(settings, job_id, [2.0, 1.5, 1.25, None])
+    client.get(f"/finetune/{job_id}").raise_for_status()  # the first request of a process sets things up
+    with database_use(settings) as use:
+        view = client.get(f"/finetune/{job_id}").raise_for_status().json()
+    assert (use.checkouts, len(use.statements)) == (1, 2), use.statements
+    assert view["latest_metrics"]["step"] == 3 and view["latest_metrics"]["loss"] == 1.25  # not the eval-only row
+    assert view["progress"]["step"] == 4
+
+
+def test_list_page_is_two_statements_however_many_jobs_it_holds(
+    settings: Settings, api_url: str, client: httpx.Client, tiny_model: Path, sample_dataset: Path
+) -> None:
+    ids = [submit_in_database(settings, TENANT, tiny_model, sample_dataset) for _ in range(5)]
+    for n, job_id in enumerate(ids[:3]):
+        _train(settings, job_id, [3.0, 2.0 - n / 10])
+    client.get("/finetune").raise_for_status()
+    with database_use(settings) as use:
+        page = client.get("/finetune", params={"limit": 100}).raise_for_status().json()["data"]
+    assert (use.checkouts, len(use.statements)) == (1, 2), use.statements
+    losses = {job["id"]: (job["latest_metrics"] or {}).get("loss") for job in page}
+    assert losses == {ids[0]: 2.0, ids[1]: 1.9, ids[2]: 1.8, ids[3]: None, ids[4]: None}
+    with database_use(settings) as use:  # /v1 pages the same way
+        v1 = client.get("/v1/fine_tuning/jobs", params={"limit": 100}).raise_for_status().json()["data"]
+    assert (use.checkouts, len(use.statements)) == (1, 2), use.statements
+    assert {job["id"] for job in v1} == set(ids)
