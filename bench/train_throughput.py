@@ -272,10 +272,13 @@ def _failure(arm: str, stderr: str) -> ArmResult:
     return ArmResult(arm, nan, 0, 0, nan, None, nan, nan, error=reason)
 
 
-def _child(arm: str, model_dir: Path, data: Path, extra: list[str]) -> ArmResult:
+def _child(arm: str, model_dir: Path, data: Path, extra: list[str], timeout: float | None) -> ArmResult:
     command = [sys.executable, __file__, "--arm", arm, "--model-dir", str(model_dir), "--data", str(data), *extra]
-    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
-    label = arm if arm == "common" else f"tuneq {extra[extra.index('--variant') + 1]}"
+    label = "common recipe" if arm == "common" else f"tuneq {extra[extra.index('--variant') + 1]}"
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return _failure(label, f"timed out after {timeout:.0f} s")
     if done.returncode != 0:
         return _failure(label, done.stderr)
     for line in done.stderr.splitlines():
@@ -320,6 +323,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, help="tuneq's micro-batch in packed rows (default: auto)")
     parser.add_argument("--max-seq-length", type=int, help="tuneq's packed row length (default: tuneq's)")
     parser.add_argument("--accumulation", type=int, help="tuneq's gradient_accumulation_steps (default: auto)")
+    parser.add_argument("--arm-timeout", type=float, help="seconds one arm may take; a slower one is a failed row")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--arm", choices=["common", "tuneq"], help=argparse.SUPPRESS)
     parser.add_argument("--variant", choices=sorted(VARIANTS), default="default", help=argparse.SUPPRESS)
@@ -372,9 +376,9 @@ def main() -> None:
                 common_data = Path(work) / "common.jsonl"
                 lines = data.read_text(encoding="utf-8").splitlines(keepends=True)[: args.common_examples]
                 common_data.write_text("".join(lines), encoding="utf-8")
-            results.append(_child("common", model_dir, common_data, []))
+            results.append(_child("common", model_dir, common_data, [], args.arm_timeout))
         for variant in variants:
-            results.append(_child("tuneq", model_dir, data, ["--variant", variant, *batch_flags]))
+            results.append(_child("tuneq", model_dir, data, ["--variant", variant, *batch_flags], args.arm_timeout))
         print()
         _print(results)
 
