@@ -48,7 +48,7 @@ COPY constraints.txt /tmp/constraints.txt
 COPY --from=wheel /dist /tmp/dist
 RUN pip install --index-url "$TORCH_INDEX_URL" "torch==$TORCH_VERSION" \
     && grep -v '^torch==' /tmp/constraints.txt > /tmp/constraints-cuda.txt \
-    && pip install -c /tmp/constraints-cuda.txt "$(ls /tmp/dist/tuneq-*.whl)[train]" \
+    && pip install -c /tmp/constraints-cuda.txt "$(ls /tmp/dist/tuneq-*.whl)[train,gpu]" \
     && python -c "import torch; assert torch.version.cuda, 'the worker image needs a CUDA build of torch'" \
     && rm -rf /tmp/dist \
     && useradd --uid 10001 --create-home tuneq && mkdir -p /data /run/tuneq/metrics \

@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/train_throughput.py                      # CPU, tiny model (runs anywhere)
     .venv/bin/python bench/train_throughput.py --device cuda --shape qwen3-8b
+    .venv/bin/python bench/train_throughput.py --device cuda --shape qwen3-0.6b --batch-size 4 \
+        --max-seq-length 2048 --variants default,no-liger,ckpt-every-2,compile   # kernel options, one row each
 
 The common recipe is what most QLoRA tutorials run: the HF Trainer, every example padded to 2048 tokens,
 no packing, batch 4, gradient checkpointing, paged 8-bit AdamW (plain AdamW on a CPU, where bitsandbytes'
@@ -9,6 +11,8 @@ paged optimizers do not run). tuneq runs ``trainer.train`` with its defaults ("a
 epoch count and learning rate, which both arms share). Both train QLoRA (NF4) adapters with the same
 LoRA settings on the same generated conversations (median ~130 tokens, a long tail to ~1,400).
 
+``--variants`` runs tuneq once per named kernel plan (``VARIANTS``: ``trainer.kernels.KernelOptions``
+overrides; "default" is tuneq's own "auto" plan) and prints each against "default" and the common recipe.
 Each arm runs in its own child process, so peak memory is its own. Tokens/s counts real (non-padding)
 tokens from the end of the first optimizer step to the end of the last, so model loading, data
 preparation and the first step's warm-up are left out of both. MFU (GPU only) is 6 x parameters x
@@ -48,6 +52,20 @@ SHAPES: dict[str, dict[str, int]] = {
 }
 
 
+# Kernel plans to compare (trainer.kernels.KernelOptions fields); "default" is tuneq's automatic choice.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "liger": {"liger": "on"},
+    "no-liger": {"liger": "off"},
+    "ckpt-every-2": {"activation_checkpointing": 2},
+    "ckpt-every-4": {"activation_checkpointing": 4},
+    "no-ckpt": {"activation_checkpointing": "off"},
+    "ckpt-offload": {"checkpoint_offload": "on"},
+    "compile": {"compile": "on"},
+    "no-workers": {"dataloader_workers": 0},
+}
+
+
 @dataclass
 class ArmResult:
     arm: str
@@ -58,6 +76,7 @@ class ArmResult:
     mfu: float | None
     first_loss: float
     last_loss: float
+    error: str | None = None  # why the arm did not finish (e.g. out of GPU memory); its numbers are then NaN
 
 
 def write_dataset(path: Path, tokenizer: Any, n_examples: int, seed: int) -> None:
@@ -219,8 +238,11 @@ def run_common(model_dir: Path, data: Path) -> ArmResult:
     )
 
 
-def run_tuneq(model_dir: Path, data: Path) -> ArmResult:
+def run_tuneq(model_dir: Path, data: Path, variant: str, batch: dict[str, Any]) -> ArmResult:
+    from pydantic import TypeAdapter
+
     from trainer.config import Hyperparameters, RunSpec
+    from trainer.kernels import KernelOptions
     from trainer.results import Progress
     from trainer.train import train
 
@@ -230,40 +252,64 @@ def run_tuneq(model_dir: Path, data: Path) -> ArmResult:
         if progress.loss is not None:
             clock.mark(progress.trained_tokens, progress.loss)
 
-    hp = Hyperparameters(n_epochs=EPOCHS, learning_rate=LEARNING_RATE)
-    spec = RunSpec(str(model_dir), data, data.parent / "tuneq", hp, checkpoint_every_steps=None, sample_generations=0)
+    hp = Hyperparameters(n_epochs=EPOCHS, learning_rate=LEARNING_RATE, **batch)
+    kernels = TypeAdapter(KernelOptions).validate_python(VARIANTS[variant])
+    output = data.parent / f"tuneq-{variant}"
+    spec = RunSpec(str(model_dir), data, output, hp, checkpoint_every_steps=None, sample_generations=0, kernels=kernels)
     result = train(spec, on_progress=on_progress, on_event=lambda line: print(line, file=sys.stderr))
     rate = clock.rate()
     return ArmResult(
-        "tuneq", rate, result.trained_tokens, result.steps, _peak_memory_gib(), _mfu(model_dir, rate),
+        f"tuneq {variant}", rate, result.trained_tokens, result.steps, _peak_memory_gib(), _mfu(model_dir, rate),
         clock.losses[0], clock.losses[-1],
     )  # fmt: skip
 
 
-def _child(arm: str, model_dir: Path, data: Path) -> ArmResult:
-    command = [sys.executable, __file__, "--arm", arm, "--model-dir", str(model_dir), "--data", str(data)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
+def _failure(arm: str, stderr: str) -> ArmResult:
+    oom = "out of GPU memory" in stderr or "OutOfMemoryError" in stderr
+    reason = "out of GPU memory" if oom else (stderr.strip().splitlines() or ["failed"])[-1][-120:]
+    print(f"  {arm} failed: {reason}" + ("" if oom else f"\n{stderr[-3000:]}"))
+    nan = float("nan")
+    return ArmResult(arm, nan, 0, 0, nan, None, nan, nan, error=reason)
+
+
+def _child(arm: str, model_dir: Path, data: Path, extra: list[str], timeout: float | None) -> ArmResult:
+    command = [sys.executable, __file__, "--arm", arm, "--model-dir", str(model_dir), "--data", str(data), *extra]
+    label = "common recipe" if arm == "common" else f"tuneq {extra[extra.index('--variant') + 1]}"
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return _failure(label, f"timed out after {timeout:.0f} s")
     if done.returncode != 0:
-        raise SystemExit(f"{arm} failed:\n{done.stderr[-4000:]}")
+        return _failure(label, done.stderr)
     for line in done.stderr.splitlines():
-        if line.startswith(("auto:", "attention:")):
-            print(f"  tuneq decided: {line}")
+        if line.startswith(("auto:", "attention:", "kernels:")):
+            print(f"  {label} decided: {line}")
     return ArmResult(**json.loads(done.stdout.strip().splitlines()[-1]))
 
 
+def _ratio(value: float, baseline: ArmResult | None) -> str:
+    if baseline is None or baseline.error or not baseline.tokens_per_second > 0 or value != value:
+        return "-"
+    return f"{value / baseline.tokens_per_second:.2f}x"
+
+
 def _print(results: list[ArmResult]) -> None:
+    common = next((r for r in results if r.arm == "common recipe"), None)
+    default = next((r for r in results if r.arm == "tuneq default"), None)
     print(
-        f"{'arm':<15} {'tokens/s':>10} {'tokens':>9} {'steps':>6} {'peak GiB':>9} {'MFU':>6} {'loss first->last':>18}"
+        f"{'arm':<20} {'tokens/s':>9} {'tokens':>8} {'steps':>5} {'peak GiB':>8} {'MFU':>6} "
+        f"{'loss first->last':>17} {'x default':>9} {'x common':>8}"
     )
     for r in results:
+        if r.error:
+            print(f"{r.arm:<20} {'failed: ' + r.error}")
+            continue
         mfu = f"{r.mfu:.1%}" if r.mfu is not None else "-"
         losses = f"{r.first_loss:.3f} -> {r.last_loss:.3f}"
         print(
-            f"{r.arm:<15} {r.tokens_per_second:>10.0f} {r.trained_tokens:>9} {r.steps:>6} "
-            f"{r.peak_memory_gib:>9.2f} {mfu:>6} {losses:>18}"
+            f"{r.arm:<20} {r.tokens_per_second:>9.0f} {r.trained_tokens:>8} {r.steps:>5} {r.peak_memory_gib:>8.2f} "
+            f"{mfu:>6} {losses:>17} {_ratio(r.tokens_per_second, default):>9} {_ratio(r.tokens_per_second, common):>8}"
         )
-    common, tuneq = results
-    print(f"\ntuneq / common recipe: {tuneq.tokens_per_second / common.tokens_per_second:.2f}x real tokens/s")
 
 
 def main() -> None:
@@ -271,15 +317,49 @@ def main() -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--shape", choices=sorted(SHAPES), default="qwen3-8b", help="model shape on CUDA")
     parser.add_argument("--examples", type=int, default=300)
+    parser.add_argument("--common-examples", type=int, help="train the common recipe on only the first N examples")
+    parser.add_argument("--no-common", action="store_true", help="skip the common recipe")
+    parser.add_argument("--variants", default="default", help=f"tuneq kernel plans: {','.join(VARIANTS)}")
+    parser.add_argument("--batch-size", type=int, help="tuneq's micro-batch in packed rows (default: auto)")
+    parser.add_argument("--max-seq-length", type=int, help="tuneq's packed row length (default: tuneq's)")
+    parser.add_argument("--accumulation", type=int, help="tuneq's gradient_accumulation_steps (default: auto)")
+    parser.add_argument("--arm-timeout", type=float, help="seconds one arm may take; a slower one is a failed row")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--arm", choices=["common", "tuneq"], help=argparse.SUPPRESS)
+    parser.add_argument("--variant", choices=sorted(VARIANTS), default="default", help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    batch = {
+        name: value
+        for name, value in (
+            ("batch_size", args.batch_size),
+            ("max_seq_length", args.max_seq_length),
+            ("gradient_accumulation_steps", args.accumulation),
+        )
+        if value is not None
+    }
     if args.arm:  # a child: run one arm, print its result as the last line
-        run = run_common if args.arm == "common" else run_tuneq
-        print(json.dumps(asdict(run(args.model_dir, args.data))))
+        if args.arm == "common":
+            result = run_common(args.model_dir, args.data)
+        else:
+            result = run_tuneq(args.model_dir, args.data, args.variant, batch)
+        print(json.dumps(asdict(result)))
         return
+    variants = [name.strip() for name in args.variants.split(",") if name.strip()]
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
+    batch_flags = [
+        flag
+        for flag, value in (
+            ("--batch-size", args.batch_size),
+            ("--max-seq-length", args.max_seq_length),
+            ("--accumulation", args.accumulation),
+        )
+        if value is not None
+        for flag in (flag, str(value))
+    ]
     from transformers import AutoTokenizer
 
     with tempfile.TemporaryDirectory(prefix="tuneq-bench-") as work:
@@ -287,8 +367,20 @@ def main() -> None:
         data = Path(work) / "train.jsonl"
         write_dataset(data, AutoTokenizer.from_pretrained(model_dir), args.examples, args.seed)
         shape = "tiny Qwen3" if args.device == "cpu" else args.shape
-        print(f"{args.examples} conversations, {shape}, {args.device}, {EPOCHS} epoch, QLoRA r=16 all-linear\n")
-        _print([_child("common", model_dir, data), _child("tuneq", model_dir, data)])
+        print(f"{args.examples} conversations, {shape}, {args.device}, {EPOCHS} epoch, QLoRA r=16 all-linear")
+        print(f"tuneq: {batch or 'auto batching'}\n")
+        results = []
+        if not args.no_common:
+            common_data = data
+            if args.common_examples is not None:
+                common_data = Path(work) / "common.jsonl"
+                lines = data.read_text(encoding="utf-8").splitlines(keepends=True)[: args.common_examples]
+                common_data.write_text("".join(lines), encoding="utf-8")
+            results.append(_child("common", model_dir, common_data, [], args.arm_timeout))
+        for variant in variants:
+            results.append(_child("tuneq", model_dir, data, ["--variant", variant, *batch_flags], args.arm_timeout))
+        print()
+        _print(results)
 
 
 if __name__ == "__main__":

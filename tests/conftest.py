@@ -25,6 +25,7 @@ from sqlalchemy import text
 from core.db import engine_for, transaction
 from core.migrate import upgrade_database
 from core.settings import Settings, get_settings
+from tests import trainer_fixtures
 from tuneq.processes import Service, start_dispatcher, start_worker
 from tuneq.webhook_receiver import WebhookReceiver
 
@@ -47,19 +48,13 @@ TABLES = (
     "webhook_endpoints",
     "webhook_tenant_secrets",
 )
+# The trainer's fixtures and the gpu marker's hook live apart, so a machine without the service stack can run
+# the trainer's tests alone (see tests/trainer_fixtures.py); pytest finds them here by name.
+pytest_collection_modifyitems = trainer_fixtures.pytest_collection_modifyitems
+tiny_model = trainer_fixtures.tiny_model
+sample_dataset = trainer_fixtures.sample_dataset
 TENANT = "acme"  # the tenant of the `client` fixture's key
 TERMINAL = {"succeeded", "failed", "cancelled"}
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        return
-    skip_gpu = pytest.mark.skip(reason="needs CUDA")
-    for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip_gpu)
 
 
 @pytest.fixture(scope="session")
@@ -140,20 +135,6 @@ def settings(
         else:
             os.environ[key] = old
     get_settings.cache_clear()
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from trainer.tiny_model import make_tiny_model
-
-    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny-qwen3")
-
-
-@pytest.fixture(scope="session")
-def sample_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from trainer.sample_data import write_sample_dataset
-
-    return write_sample_dataset(tmp_path_factory.mktemp("datasets") / "capitals.jsonl")
 
 
 # Small enough to train in a few seconds on 2 CPU cores, large enough for the loss to fall clearly.

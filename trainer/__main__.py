@@ -1,4 +1,6 @@
-"""Run the trainer alone: ``python -m trainer BASE_MODEL TRAIN_FILE OUTPUT_DIR [--nprocs 2] [--n-epochs 3 …]``."""
+"""Run the trainer alone: ``python -m trainer BASE_MODEL TRAIN_FILE OUTPUT_DIR [--nprocs 2] [--n-epochs 3 …]``.
+
+``--kernels '{"liger": "off", "activation_checkpointing": 2}'`` overrides the kernel plan (``trainer.kernels``)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pathlib import Path
 from pydantic import TypeAdapter
 
 from trainer.config import Hyperparameters, RunSpec
+from trainer.kernels import KernelOptions
 
 
 def main() -> None:
@@ -19,11 +22,13 @@ def main() -> None:
     parser.add_argument("output_dir", type=Path)
     parser.add_argument("--validation-file", type=Path)
     parser.add_argument("--nprocs", type=int, default=1, help="data-parallel processes (one per GPU; gloo on a CPU)")
+    parser.add_argument("--kernels", default="{}", help="JSON of trainer.kernels.KernelOptions; 'auto' for any omitted")
     for spec in dataclasses.fields(Hyperparameters):
         parser.add_argument(f"--{spec.name.replace('_', '-')}", dest=spec.name, help=f"default {spec.default}")
     args = vars(parser.parse_args())
     overrides = {f.name: args[f.name] for f in dataclasses.fields(Hyperparameters) if args[f.name] is not None}
     hyperparameters = TypeAdapter(Hyperparameters).validate_python(overrides, strict=False)
+    kernels = TypeAdapter(KernelOptions).validate_json(args["kernels"])
 
     from trainer.distributed import launch  # torch loads only once the arguments are valid
 
@@ -34,6 +39,7 @@ def main() -> None:
             output_dir=args["output_dir"],
             validation_file=args["validation_file"],
             hyperparameters=hyperparameters,
+            kernels=kernels,
         ),
         args["nprocs"],
         on_progress=lambda p: print(json.dumps(dataclasses.asdict(p))),

@@ -44,7 +44,7 @@ class DeviceProfile:
     device: str  # "cuda" or "cpu"
     memory_bytes: int  # accelerator memory; 0 on a CPU
     model_bytes: int  # the loaded (possibly quantized) weights
-    activation_bytes_per_token: int  # estimated from the model's shape, with activation checkpointing on GPU
+    activation_bytes_per_token: int  # estimated from the model's shape and the run's activation checkpointing
     processes: int = 1  # data-parallel processes sharing each optimizer step, each with this device
 
     def describe(self) -> str:
@@ -85,17 +85,23 @@ def auto_epochs(n_examples: int) -> int:
 BYTES_16BIT = 2
 
 
-def activation_bytes_per_token(hidden: int, layers: int, intermediate: int) -> int:
-    """An estimate for 16-bit training with activation checkpointing, as the trainer runs on a GPU.
+def activation_bytes_per_token(
+    hidden: int, layers: int, intermediate: int, checkpoint_every: int = 1, offload: bool = False
+) -> int:
+    """An estimate for 16-bit training, with activation checkpointing of every ``checkpoint_every``-th layer
+    (0: none) as ``trainer.kernels`` plans it; the default is what the trainer runs on a GPU.
 
-    Each decoder layer keeps its input (hidden_size values per token); the backward pass recomputes one layer
-    at a time and holds its activations and their gradients: about 6 x hidden_size for attention (q, k, v,
-    output, norms) and 3 x intermediate_size for the gated MLP. The LM head is no concern: TRL computes the
-    loss in tiles without materialising the logits. Pure arithmetic, so the API's estimate uses it too.
+    A checkpointed decoder layer keeps only its input (hidden_size values per token, on the host when
+    ``offload``); the backward pass recomputes one layer at a time and holds its activations and their
+    gradients: about 6 x hidden_size for attention (q, k, v, output, norms) and 3 x intermediate_size for the
+    gated MLP. A layer that is not checkpointed holds as much as a recomputed one, from forward to backward.
+    The LM head is no concern: TRL computes the loss in tiles without materialising the logits. Pure
+    arithmetic, so the API's estimate uses it too.
     """
-    kept_inputs = layers * hidden * BYTES_16BIT
-    one_layer_recomputed = 2 * (6 * hidden + 3 * intermediate) * BYTES_16BIT
-    return kept_inputs + one_layer_recomputed
+    one_layer = 2 * (6 * hidden + 3 * intermediate) * BYTES_16BIT
+    checkpointed = 0 if checkpoint_every <= 0 else -(-layers // checkpoint_every)
+    kept_inputs = 0 if offload else checkpointed * hidden * BYTES_16BIT
+    return kept_inputs + (layers - checkpointed) * one_layer + one_layer
 
 
 def held_out_indices(n_examples: int, share: float, seed: int) -> set[int]:

@@ -20,6 +20,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import ConfigDict, Field, StringConstraints
 
 from trainer.attention import AttentionKernel
+from trainer.kernels import KernelOptions
 
 Auto = Literal["auto"]
 ModuleName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.*-]+$")]
@@ -100,6 +101,9 @@ class RunSpec:
     # Where prepared (tokenized, packed) rows are cached by content; the trainer adds one directory per entry.
     tokenized_cache_dir: Path | None = None
     attention: AttentionKernel = AttentionKernel.AUTO  # "auto" picks per device (trainer.attention)
+    # Liger kernels, activation checkpointing, torch.compile, dataloader workers: "auto" picks per device
+    # (trainer.kernels); validate a caller's choice with TypeAdapter(KernelOptions).
+    kernels: KernelOptions = field(default_factory=KernelOptions)
     # What adapter_config.json and the model card name as the base: the model as the user gave it, so the
     # adapter loads elsewhere (PeftModel.from_pretrained), not this worker's local path. None = base_model.
     base_model_name: str | None = None

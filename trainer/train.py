@@ -24,6 +24,7 @@ from trainer.checkpoints import CheckpointCallback, checkpoints_dir, latest_chec
 from trainer.config import Hyperparameters, Quantization, RunSpec
 from trainer.device_profile import profile_device
 from trainer.errors import DeviceError, OutOfMemory, TrainingStopped
+from trainer.kernels import KernelPlan, apply_liger_layer_kernels, choose_kernels, liger_model_types
 from trainer.merge import merge_adapter
 from trainer.model_card import render_model_card
 from trainer.model_loading import load_model, load_tokenizer, pick_device
@@ -53,9 +54,12 @@ def device_errors_as_failures(doing: str) -> Iterator[None]:
         raise DeviceError(f"the GPU failed while {doing}: {exc}") from exc
 
 
-def build_sft_config(spec: RunSpec, hp: Hyperparameters, environment: RunEnvironment, has_eval: bool) -> SFTConfig:
-    """The HF/TRL arguments for ``hp``, which must be resolved (no "auto")."""
+def build_sft_config(
+    spec: RunSpec, hp: Hyperparameters, environment: RunEnvironment, kernels: KernelPlan, has_eval: bool
+) -> SFTConfig:
+    """The HF/TRL arguments for ``hp``, which must be resolved (no "auto"), and for the kernel plan."""
     on_cuda = environment.device == "cuda"
+    workers = kernels.dataloader_workers
     every = spec.checkpoint_every_steps
     return SFTConfig(
         output_dir=str(checkpoints_dir(spec.output_dir)),
@@ -89,8 +93,18 @@ def build_sft_config(spec: RunSpec, hp: Hyperparameters, environment: RunEnviron
         fp16=environment.dtype == "float16",
         # paged 8-bit AdamW keeps optimizer state small on GPU; bitsandbytes' paged optimizers need CUDA.
         optim="paged_adamw_8bit" if on_cuda else "adamw_torch",
-        activation_checkpointing=on_cuda,
+        activation_checkpointing=kernels.checkpoint_every > 0,
+        activation_checkpointing_kwargs=(
+            {"every_n_layers": kernels.checkpoint_every, "offload": kernels.checkpoint_offload}
+            if kernels.checkpoint_every
+            else None
+        ),
+        torch_compile=kernels.compile,
         dataloader_pin_memory=on_cuda,
+        dataloader_num_workers=workers,
+        # Workers live for the whole run (not one start per epoch and evaluation), two batches ahead each.
+        dataloader_persistent_workers=workers > 0,
+        dataloader_prefetch_factor=2 if workers else None,
         disable_tqdm=True,
         use_cpu=not on_cuda,
     )
@@ -183,16 +197,22 @@ def train(
         model, environment = load_model(
             spec.base_model, hp.quantization, spec.trust_remote_code, attention.kernel.value
         )
-    hp, auto_decisions = resolve_hyperparameters(hp, data.size, profile_device(model, environment.device))
+    on_cuda = environment.device == "cuda"
+    liger_types = liger_model_types() if on_cuda else frozenset()
+    kernels = choose_kernels(environment.device, spec.kernels, str(model.config.model_type), liger_types)
+    event(kernels.decision)
+    hp, auto_decisions = resolve_hyperparameters(hp, data.size, profile_device(model, environment.device, kernels))
     for line in auto_decisions:
         event(line)
     if hp.quantization is Quantization.NF4:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=environment.device == "cuda")
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=kernels.checkpoint_every > 0)
+    if kernels.liger:
+        apply_liger_layer_kernels(model)
     reporter = ReportingCallback(on_progress)
     control = StopAndCheckpointCallback(should_stop)
     trainer = SFTTrainer(
         model=model,
-        args=build_sft_config(spec, hp, environment, data.eval is not None),
+        args=build_sft_config(spec, hp, environment, kernels, data.eval is not None),
         train_dataset=data.train,
         eval_dataset=data.eval,
         data_collator=_collator(attention, hp, tokenizer),
