@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy import DateTime, Engine, create_engine, event
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -63,6 +64,9 @@ def make_engine(url: str) -> Engine:
     # A short pool_timeout: past capacity a request fails in seconds (the API answers 503), never waits 30 s.
     return create_engine(
         url,
+        # JSONB columns (estimates, hyperparameters, results) are most of a list page's decoding: orjson parses
+        # them several times faster than json. PostgreSQL's JSONB holds no NaN, the one input orjson refuses.
+        json_deserializer=orjson.loads,
         pool_pre_ping=True,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_max_overflow,

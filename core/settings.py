@@ -125,6 +125,12 @@ class Settings(BaseSettings):
         description="one log line per request; off by default: request counts and latencies are in /metrics, "
         "and the line cost about a twentieth of a status read's CPU",
     )
+    api_keep_alive_seconds: int = Field(
+        default=65,
+        ge=1,
+        description="how long an idle keep-alive connection stays open; longer than the idle timeout of a load "
+        "balancer in front (60 s on most), so the server never closes a connection a client is about to reuse",
+    )
     api_max_queue_wait_seconds: float = Field(
         default=0.5, ge=0, description="how long a request waits for a free slot before a 503 with Retry-After"
     )

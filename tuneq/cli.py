@@ -44,6 +44,7 @@ def api(
             host=bind,
             port=port or settings.api_port,
             access_log=settings.api_access_log,
+            timeout_keep_alive=settings.api_keep_alive_seconds,
             timeout_graceful_shutdown=5,  # open event streams would otherwise hold a shutdown forever
         )
 

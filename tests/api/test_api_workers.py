@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import select
+import socket
 from pathlib import Path
 
 import psutil
@@ -41,3 +43,24 @@ def alive(process: psutil.Process) -> bool:
         return process.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_an_idle_keep_alive_connection_outlives_uvicorns_five_second_default(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """uvicorn closes idle connections after 5 s unless told otherwise; a client (or a load balancer, 60 s idle)
+    reusing one just then saw a dropped connection. `tuneq api` keeps them TUNEQ_API_KEEP_ALIVE_SECONDS (65)."""
+    api, url = start_api(tmp_path / "logs")
+    host, port = url.removeprefix("http://").split(":")
+    request = f"GET /livez HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    try:
+        with socket.create_connection((host, int(port)), timeout=30) as connection:
+            connection.sendall(request)
+            assert connection.recv(65536).startswith(b"HTTP/1.1 200")
+            # Idle past uvicorn's default: the server must not close (the socket would turn readable, at EOF).
+            readable, _, _ = select.select([connection], [], [], 7.0)
+            assert not readable, "the server closed an idle keep-alive connection"
+            connection.sendall(request)
+            assert connection.recv(65536).startswith(b"HTTP/1.1 200")
+    finally:
+        api.stop()
