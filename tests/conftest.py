@@ -34,6 +34,7 @@ REDIS_URL = os.environ.get("TUNEQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 SCHEMA = f"tuneq_test_{os.getpid()}"
 PG_URL = f"{PG_BASE_URL}{'&' if '?' in PG_BASE_URL else '?'}options=-csearch_path%3D{SCHEMA}"
 TABLES = (
+    "gpu_reservations",
     "checkpoints",
     "job_metrics",
     "job_events",
