@@ -63,12 +63,15 @@ class JobRunner:
         """A database write that survives a short outage."""
         return run_with_retry(self.database_url, work, deadline_seconds=self.settings.database_retry_seconds)
 
-    def run(self, job_id: str) -> RunOutcome:
-        """Run ``job_id``, which the worker parent claimed for this worker before spawning this process."""
+    def run(self, job_id: str, gpus: list[int] | None = None) -> RunOutcome:
+        """Run ``job_id``, which the worker parent claimed for this worker (on ``gpus``) before spawning us."""
         job: Job | None = self._db(lambda s: s.get(Job, job_id))
         if job is None or job.status != JobStatus.RUNNING or job.worker_id != self.worker_id:
             log.warning("job %s is not running on %s; nothing to do", job_id, self.worker_id)
             return RunOutcome.SKIPPED
+        if gpus is not None:  # which of the host's GPUs, for whoever reads the job's history
+            listed = ", ".join(map(str, gpus))
+            self._db(lambda s: jobs.add_event(s, job_id, f"running on GPU {listed} of its host", data={"gpus": gpus}))
         watch = JobWatch(job, self.worker_id)
         outcome = "crashed"
         try:

@@ -19,4 +19,4 @@ def run_job(job_id: str, gpus: list[int] | None = None) -> str:
 
     settings = get_settings()
     configure_logging(settings)  # a fresh interpreter: RQ spawned it without tuneq's logging
-    return JobRunner(settings).run(job_id).value
+    return JobRunner(settings).run(job_id, gpus).value
