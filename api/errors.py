@@ -25,6 +25,7 @@ from core.errors import (
     PayloadTooLarge,
     QuotaExceeded,
     TuneqError,
+    ValueOutOfRange,
 )
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ STATUS_BY_ERROR: list[tuple[type[TuneqError], int, str]] = [
     (Conflict, 409, "conflict_error"),
     (PayloadTooLarge, 413, "invalid_request_error"),
     (InvalidDataset, 422, "invalid_request_error"),
+    (ValueOutOfRange, 422, "invalid_request_error"),
     (QuotaExceeded, 429, "rate_limit_error"),
     (InvalidRequest, 400, "invalid_request_error"),
 ]

@@ -41,6 +41,15 @@ class FineTuneRequest(BaseModel):
     metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=16)] | None = None
     priority: Annotated[int, Field(ge=-100, le=100, description="higher runs sooner, within fair sharing")] = 0
     max_run_seconds: Annotated[int, Field(ge=1, le=30 * 24 * 3600, description="training time limit")] | None = None
+    gpus: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=1024,  # a sanity bound for the schema; the operator's TUNEQ_MAX_GPUS_PER_JOB is checked on submit
+            description="GPUs of one host to train on, data-parallel (at most TUNEQ_MAX_GPUS_PER_JOB); "
+            "batch_size is per GPU, so a step takes gpus x batch_size x gradient_accumulation_steps rows",
+        ),
+    ] = 1
 
 
 class JobList(BaseModel):

@@ -1,6 +1,11 @@
-"""What a run costs: GPU-seconds times the configured hourly price of that device."""
+"""What a run costs: GPU-seconds times the configured hourly price of that device.
+
+A job on N GPUs uses N GPU-seconds per second of its run.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from core.settings import Settings
 
@@ -17,3 +22,15 @@ def price_per_hour(settings: Settings, device: str, device_name: str) -> float:
 
 def cost_usd(settings: Settings, device: str, device_name: str, gpu_seconds: float) -> float:
     return round(gpu_seconds / 3600.0 * price_per_hour(settings, device, device_name), 6)
+
+
+@dataclass(frozen=True)
+class Charge:
+    gpu_seconds: float
+    cost_usd: float
+
+
+def attempt_charge(settings: Settings, device: str, device_name: str, wall_seconds: float, gpus: int) -> Charge:
+    """What one attempt costs: it held ``gpus`` devices for ``wall_seconds``, and each of them is paid for."""
+    used = wall_seconds * gpus
+    return Charge(used, cost_usd(settings, device, device_name, used))

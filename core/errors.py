@@ -38,6 +38,12 @@ class InvalidDataset(InvalidRequest):
         self.line = line
 
 
+class ValueOutOfRange(InvalidRequest):
+    """A well-formed field over a limit this server's operator set (so the request schema cannot say it)."""
+
+    code = "value_out_of_range"
+
+
 class Conflict(TuneqError):
     """The request is valid but clashes with the current state of things."""
 

@@ -5,6 +5,8 @@ The numbers follow the trainer's own rules: tokens are counted with the model's 
 resolved by ``trainer.auto_hyperparameters`` for an assumed device (a live worker's, else the one in
 settings), and steps follow the HF Trainer's count. Time is trained tokens over the throughput table
 (``core.throughput``) plus start-up; cost is that time at the device's price (``core.cost``).
+A job on N GPUs: each step takes N x batch_size x accumulation rows, throughput is assumed to scale
+linearly with N (an upper bound), and every GPU is paid for.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.clock import db_now_minus
-from core.cost import cost_usd, price_per_hour
+from core.cost import attempt_charge, price_per_hour
 from core.db import utcnow
 from core.models import File, Worker
 from core.settings import Settings
@@ -89,9 +91,10 @@ class Estimate(BaseModel):
     total_steps: int
     trained_tokens: int = Field(description="training tokens x epochs")
     throughput: ThroughputEstimate
+    gpus: int = Field(default=1, description="GPUs the job trains on, data-parallel (the time is on all of them)")
     seconds: float = Field(description="start-up plus training time on the assumed device")
     price_per_hour: float
-    cost_usd: float
+    cost_usd: float = Field(description="seconds x gpus at the price per hour")
     estimated_finish: datetime = Field(description="now + seconds: a job that starts at once; queueing is not known")
     notes: list[str]
 
@@ -225,6 +228,7 @@ class EstimateInput:
     training_sha256: str | None  # known for uploaded files; computed otherwise
     hyperparameters: dict[str, Any]
     has_validation_file: bool
+    gpus: int
 
 
 def file_sha256(session: Session, file_id: str | None) -> str | None:
@@ -251,18 +255,22 @@ def estimate(session: Session, settings: Settings, job: EstimateInput, now: date
     device = assumed_device(session, settings)
     shape = model_shape(job.base_model)
     model_bytes = int(shape.parameters * BYTES_PER_PARAMETER[hp.quantization])
-    profile = DeviceProfile(device.device, device.memory_bytes, model_bytes, shape.activation_bytes_per_token)
+    profile = DeviceProfile(
+        device.device, device.memory_bytes, model_bytes, shape.activation_bytes_per_token, processes=job.gpus
+    )
     resolved, decisions = resolve_hyperparameters(hp, data, profile)
     epochs = concrete(resolved.n_epochs)
     steps = epochs * steps_per_epoch(
-        data.rows, concrete(resolved.batch_size), concrete(resolved.gradient_accumulation_steps)
+        data.rows, job.gpus * concrete(resolved.batch_size), concrete(resolved.gradient_accumulation_steps)
     )
     cls = size_class(shape.parameters)
     rate = throughput(device.device, device.name, cls)
     startup = STARTUP_SECONDS["cuda" if device.device == "cuda" else "cpu"]
     trained_tokens = data.tokens * epochs
-    seconds = round(startup + trained_tokens / rate.tokens_per_second, 1)
+    seconds = round(startup + trained_tokens / (rate.tokens_per_second * job.gpus), 1)
     notes = [f"device: {device.device} {device.name} ({device.assumed_from})", f"model size from {shape.source}"]
+    if job.gpus > 1:
+        notes.append(f"{job.gpus} GPUs data-parallel: throughput assumed to scale linearly, so time is a lower bound")
     if counts.counted_with is CountedWith.HEURISTIC:
         notes.append(f"tokens estimated as UTF-8 bytes / 4: {counts.tokenizer}")
     if rate.source != "measured":
@@ -292,9 +300,10 @@ def estimate(session: Session, settings: Settings, job: EstimateInput, now: date
             size_class=cls.value,
             startup_seconds=startup,
         ),
+        gpus=job.gpus,
         seconds=seconds,
         price_per_hour=price_per_hour(settings, device.device, device.name),
-        cost_usd=cost_usd(settings, device.device, device.name, seconds),
+        cost_usd=attempt_charge(settings, device.device, device.name, seconds, job.gpus).cost_usd,
         estimated_finish=(now or utcnow()) + timedelta(seconds=seconds),
         notes=notes,
     )

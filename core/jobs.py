@@ -26,7 +26,7 @@ from core.clock import db_now
 from core.db import after_commit, utcnow
 from core.errors import IllegalTransition, JobNotFound
 from core.estimates import Estimate, EstimateInput, estimate, file_sha256
-from core.feasibility import check_fits_a_gpu
+from core.feasibility import check_fits_a_gpu, check_gpu_count
 from core.files import resolve_dataset
 from core.ids import JOB_PREFIX, new_id
 from core.models import Job, JobEvent, JobMetric
@@ -55,6 +55,7 @@ class NewJob:
     priority: int = 0
     max_run_seconds: int | None = None
     suffix: str | None = None
+    gpus: int = 1  # of one host, data-parallel; batch_size is per GPU
 
 
 def add_event(
@@ -84,6 +85,7 @@ class _Checked:
 def _check(session: Session, settings: Settings, tenant: str, new: NewJob) -> _Checked:
     """Everything submit refuses, apart from quotas: an estimate refuses the same requests."""
     check_fits_a_gpu(new.hyperparameters)
+    check_gpu_count(settings, new.gpus)
     base_model = check_base_model(settings, new.base_model)
     if new.webhook_url is not None:
         check_webhook_url(new.webhook_url, settings.allow_private_webhooks)
@@ -103,6 +105,7 @@ def _estimate(session: Session, settings: Settings, new: NewJob, checked: _Check
         training_sha256=file_sha256(session, new.training_file),
         hyperparameters=new.hyperparameters,
         has_validation_file=checked.validation_path is not None,
+        gpus=new.gpus,
     )
     return estimate(session, settings, job)
 
@@ -132,6 +135,7 @@ def submit_job(session: Session, settings: Settings, queue: Queue, *, tenant: st
         max_attempts=settings.max_attempts,
         max_run_seconds=new.max_run_seconds or settings.max_run_seconds,
         suffix=new.suffix,
+        gpus=new.gpus,
         attempt=0,
         step=0,
         trained_tokens=0,

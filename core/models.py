@@ -5,7 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    PrimaryKeyConstraint,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -100,6 +112,9 @@ class Job(Base):
     estimate: Mapped[dict[str, Any] | None] = mapped_column(
         JSONType, doc="core.estimates.Estimate made at submit: tokens, steps, time, cost"
     )
+    gpus: Mapped[int] = mapped_column(
+        Integer, default=1, server_default=text("1"), doc="GPUs of one host it trains on, data-parallel"
+    )
     # Kept current by core.jobs.record_progress, so reads join one row by primary key instead of searching
     # the job's metrics for the newest loss. Not a foreign key: metrics rows are deleted with their job.
     latest_metric_id: Mapped[int | None] = mapped_column(BigId, doc="the newest metrics row with a training loss")
@@ -178,6 +193,19 @@ class Worker(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     current_job_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class GpuReservation(Base):
+    """One GPU of one host in use by a running job (core.gpu_reservations); the key forbids double use."""
+
+    __tablename__ = "gpu_reservations"
+    __table_args__ = (PrimaryKeyConstraint("host", "gpu_index"), Index("ix_gpu_reservations_job", "job_id"))
+
+    host: Mapped[str] = mapped_column(String(255))
+    gpu_index: Mapped[int] = mapped_column(Integer)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    worker_id: Mapped[str] = mapped_column(String(128), doc="the worker that claimed the job and releases its GPUs")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class ApiKey(Base):

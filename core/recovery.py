@@ -22,9 +22,9 @@ from rq import Queue
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core import attempts, jobs, workers
+from core import attempts, gpu_reservations, jobs, workers
 from core.clock import db_now_minus
-from core.cost import cost_usd
+from core.cost import attempt_charge
 from core.db import engine_for, transaction
 from core.errors import IllegalTransition
 from core.models import Job
@@ -43,6 +43,7 @@ class RecoveryReport:
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     reenqueued: list[str] = field(default_factory=list)
+    released_gpus: int = 0  # stale GPU reservations deleted
 
 
 def _stale_running_jobs(session: Session, settings: Settings) -> list[Job]:
@@ -57,8 +58,8 @@ def lost_time_charge(settings: Settings, job: Job) -> dict[str, Any]:
     if job.started_at is None:
         return {}
     seconds = max(0.0, ((job.heartbeat_at or job.started_at) - job.started_at).total_seconds())
-    price = cost_usd(settings, job.device or "cpu", job.device_name or "cpu", seconds)
-    return {"gpu_seconds": Job.gpu_seconds + seconds, "cost_usd": Job.cost_usd + price}
+    charge = attempt_charge(settings, job.device or "cpu", job.device_name or "cpu", seconds, job.gpus)
+    return {"gpu_seconds": Job.gpu_seconds + charge.gpu_seconds, "cost_usd": Job.cost_usd + charge.cost_usd}
 
 
 def recover_lost_jobs(settings: Settings, queue: Queue, report: RecoveryReport) -> None:
@@ -91,6 +92,12 @@ def recover_lost_jobs(settings: Settings, queue: Queue, report: RecoveryReport) 
                 workers.mark_lost(session, str(job.worker_id))
         except IllegalTransition:
             continue  # it finished or was taken meanwhile
+
+
+def release_stale_reservations(settings: Settings, report: RecoveryReport) -> None:
+    """GPUs still reserved for a job that no longer runs under its reserving worker (lost, reaped) are freed."""
+    with transaction(settings.resolved_database_url) as session:
+        report.released_gpus += gpu_reservations.release_stale(session)
 
 
 def reenqueue_forgotten_jobs(settings: Settings, queue: Queue, report: RecoveryReport) -> None:
@@ -139,8 +146,9 @@ def run_recovery(settings: Settings, queue: Queue) -> RecoveryReport:
         if not mine:
             return report
         recover_lost_jobs(settings, queue, report)
+        release_stale_reservations(settings, report)  # after the reaper: the jobs it took back free their GPUs
         reenqueue_forgotten_jobs(settings, queue, report)
-    if report.requeued or report.failed or report.reenqueued:
+    if report.requeued or report.failed or report.reenqueued or report.released_gpus:
         log.info("recovery: %s", report)
     return report
 

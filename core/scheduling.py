@@ -6,26 +6,36 @@ Policy, in order:
 2. among those, the tenant served least recently first (round robin, so a
    burst from one tenant is interleaved with everyone else's jobs);
 3. higher ``priority`` first, then oldest first.
-Tenants already running their ``max_running_jobs`` are passed over.
+Tenants already running their ``max_running_jobs`` are passed over, and so
+are jobs needing more GPUs than the claiming worker's host has free now
+(core.gpu_reservations); they stay queued, and are woken when GPUs free up.
 A tenant's priority therefore orders its own jobs and breaks ties between
 tenants; it never lets one tenant starve another.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import groupby
 from typing import Any
 
+from redis.exceptions import RedisError
+from rq import Queue
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
 from core import jobs
+from core.db import after_commit
+from core.gpu_reservations import WorkerGpus, free_gpus, lock_host, reserve
 from core.models import Job
+from core.queue import enqueue_job, queued_job_ids
 from core.quotas import tenants_at_running_limit
 from core.settings import Settings
 from core.states import JobStatus
+
+log = logging.getLogger(__name__)
 
 CANDIDATES = 8  # claims race; a loser tries the next candidate instead of re-querying
 
@@ -67,8 +77,10 @@ def waiting_tenants(session: Session) -> list[TenantUsage]:
     return [TenantUsage(tenant, count, started) for tenant, count, started in rows]
 
 
-def next_candidates(session: Session, settings: Settings, limit: int = CANDIDATES) -> list[str]:
-    """The best queued jobs by the policy above, best first.
+def next_candidates(
+    session: Session, settings: Settings, limit: int = CANDIDATES, max_gpus: int | None = None
+) -> list[str]:
+    """The best queued jobs by the policy above, best first; only those needing at most ``max_gpus`` if given.
 
     Tenants are ranked first (a few rows), then jobs are read only for the
     best-ranked tenants: one query per group of tenants tied on rank, with
@@ -85,16 +97,62 @@ def next_candidates(session: Session, settings: Settings, limit: int = CANDIDATE
             .order_by(Job.priority.desc(), Job.created_at.asc(), Job.id.asc())
             .limit(limit - len(candidates))
         )
+        if max_gpus is not None:
+            query = query.where(Job.gpus <= max_gpus)
         candidates += session.scalars(query)
         if len(candidates) >= limit:
             break
     return candidates
 
 
-def claim_next_job(session: Session, settings: Settings, worker_id: str, **values: Any) -> Job | None:
-    """Claim the best queued job for ``worker_id`` (see ``jobs.claim_job``); None when nothing may run."""
-    for job_id in next_candidates(session, settings):
+def claim_next_job(
+    session: Session, settings: Settings, worker_id: str, gpus: WorkerGpus | None = None, **values: Any
+) -> Job | None:
+    """Claim the best queued job that fits for ``worker_id`` (see ``jobs.claim_job``); None when nothing may run.
+
+    A GPU worker (``gpus``) takes only a job that fits the host's free GPUs and, in this transaction,
+    reserves its own GPU plus the lowest free others for it. A worker without a GPU (``None``) trains
+    one-GPU jobs on its CPU and reserves nothing.
+    """
+    if gpus is None:
+        return _claim_first(session, worker_id, next_candidates(session, settings, max_gpus=1), values)
+    lock_host(session, gpus.host)
+    free = free_gpus(session, gpus)
+    if not free:
+        return None  # its own GPU is lent to another worker's job
+    candidates = next_candidates(session, settings, max_gpus=len(free))
+    claimed = _claim_first(session, worker_id, candidates, values)
+    if claimed is not None:
+        reserve(session, gpus.host, free[: claimed.gpus], claimed.id, worker_id)
+    return claimed
+
+
+def _claim_first(session: Session, worker_id: str, candidates: list[str], values: dict[str, Any]) -> Job | None:
+    for job_id in candidates:
         claimed = jobs.claim_job(session, job_id, worker_id, **values)
         if claimed is not None:
             return claimed
     return None
+
+
+def wake_waiting_jobs(session: Session, settings: Settings, queue: Queue, count: int) -> None:
+    """Once committed, give the best ``count`` queued jobs a message if they have none.
+
+    Called when GPUs are freed: a job too big for the GPUs free when its
+    message came was passed over, and its message served another job or was
+    dropped; without this it would wait for the reconciler.
+    """
+    waiting = next_candidates(session, settings, limit=count)
+    if not waiting:
+        return
+
+    def send() -> None:
+        try:
+            present = queued_job_ids(queue)
+            for job_id in waiting:
+                if job_id not in present:
+                    enqueue_job(queue, job_id, settings)
+        except RedisError:
+            log.warning("could not wake %s; the reconciler will", waiting)
+
+    after_commit(session, send)

@@ -140,6 +140,9 @@ class Settings(BaseSettings):
     heartbeat_stale_seconds: float = Field(default=60.0, gt=0, description="silence after which a worker is lost")
     max_attempts: int = Field(default=3, ge=1, description="runs of a job before a lost worker fails it")
     max_run_seconds: int | None = Field(default=None, ge=1, description="default per-job training time limit")
+    max_gpus_per_job: int = Field(
+        default=8, ge=1, description="most GPUs (of one host) a job may ask for with `gpus`; more answer 422"
+    )
     maintenance_interval_seconds: float = Field(default=10.0, gt=0, description="reaper/reconciler period")
     reconcile_after_seconds: float = Field(
         default=30.0, ge=0, description="queued this long with no message: re-enqueue"

@@ -69,6 +69,7 @@ class JobView(BaseModel):
     attempt: int
     max_attempts: int
     priority: int
+    gpus: int = Field(description="GPUs of one host it trains on, data-parallel; batch_size is per GPU")
     worker_id: str | None
     cancel_requested_at: datetime | None
     pause_requested_at: datetime | None
@@ -147,6 +148,7 @@ def job_view(job: Job) -> JobView:
         attempt=job.attempt,
         max_attempts=job.max_attempts,
         priority=job.priority,
+        gpus=job.gpus,
         worker_id=job.worker_id,
         cancel_requested_at=job.cancel_requested_at,
         pause_requested_at=job.pause_requested_at,

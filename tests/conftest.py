@@ -35,6 +35,7 @@ REDIS_URL = os.environ.get("TUNEQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 SCHEMA = f"tuneq_test_{os.getpid()}"
 PG_URL = f"{PG_BASE_URL}{'&' if '?' in PG_BASE_URL else '?'}options=-csearch_path%3D{SCHEMA}"
 TABLES = (
+    "gpu_reservations",
     "checkpoints",
     "job_metrics",
     "job_events",
@@ -217,6 +218,7 @@ def submit_in_database(
     dataset: Path,
     priority: int = 0,
     webhook_url: str | None = None,
+    gpus: int = 1,
     **hyperparameters: Any,
 ) -> str:
     """Upload ``dataset`` and submit a job through the service layer, without HTTP."""
@@ -226,7 +228,9 @@ def submit_in_database(
     with transaction(settings.resolved_database_url) as session, dataset.open("rb") as handle:
         record = files.store_upload(session, settings, tenant=tenant, filename=dataset.name, stream=handle)
     queue = job_queue(redis.Redis.from_url(str(settings.redis_url)), settings)
-    new = jobs.NewJob(str(model), record.id, dict(hyperparameters), priority=priority, webhook_url=webhook_url)
+    new = jobs.NewJob(
+        str(model), record.id, dict(hyperparameters), priority=priority, webhook_url=webhook_url, gpus=gpus
+    )
     with transaction(settings.resolved_database_url) as session:
         return jobs.submit_job(session, settings, queue, tenant=tenant, new=new).id
 

@@ -23,6 +23,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.multiprocessing.spawn import ProcessRaisedException, start_processes
 
+from trainer.checkpoints import CheckpointCallback
 from trainer.config import RunSpec
 from trainer.errors import TrainerError
 from trainer.progress import ProgressCallback
@@ -35,7 +36,7 @@ POLL_SECONDS = 0.2  # how often the parent checks should_stop and the children's
 
 @dataclass(frozen=True)
 class _Message:
-    kind: str  # "progress", "event", "result" or "error"
+    kind: str  # "progress", "event", "checkpoint", "result" or "error"
     payload: Any
 
 
@@ -66,14 +67,18 @@ def _run_rank(rank: int, spec: RunSpec, nprocs: int, port: int, messages: Queue[
     ranks = {"RANK": rank, "LOCAL_RANK": rank, "WORLD_SIZE": nprocs, "LOCAL_WORLD_SIZE": nprocs}
     os.environ.update({key: str(value) for key, value in ranks.items()})
     os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
-    dist.init_process_group("nccl" if on_cuda else "gloo", rank=rank, world_size=nprocs)
+    backend = "nccl" if on_cuda else "gloo"
+    dist.init_process_group(backend, rank=rank, world_size=nprocs)
     main = rank == 0
+    if main:  # every rank has joined the group: say how the run is spread
+        messages.put(_Message("event", f"data-parallel: {nprocs} processes over {backend}"))
     try:
         result = train(
             spec,
             on_progress=(lambda p: messages.put(_Message("progress", p))) if main else None,
             should_stop=_agreed_stop(stop, torch.device("cuda", rank) if on_cuda else torch.device("cpu")),
             on_event=(lambda line: messages.put(_Message("event", line))) if main else None,
+            on_checkpoint=(lambda saved: messages.put(_Message("checkpoint", saved))) if main else None,
         )
         if main:
             messages.put(_Message("result", result))
@@ -91,15 +96,17 @@ def launch(
     on_progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
     on_event: EventCallback | None = None,
+    on_checkpoint: CheckpointCallback | None = None,
 ) -> TrainResult:
     """Run ``train(spec)`` data-parallel on ``nprocs`` processes (GPUs 0..nprocs-1 when CUDA is present).
 
     Returns rank 0's result; raises rank 0's ``TrainerError`` as is. With ``nprocs == 1`` it is ``train`` itself.
+    The callbacks hear rank 0 (the processes hold the same adapter; rank 0 alone writes outputs).
     """
     if nprocs == 1:
         from trainer.train import train
 
-        return train(spec, on_progress, should_stop, on_event)
+        return train(spec, on_progress, should_stop, on_event, on_checkpoint)
     if torch.cuda.is_available() and torch.cuda.device_count() < nprocs:
         raise ValueError(f"{nprocs} processes asked for, but only {torch.cuda.device_count()} GPUs are visible")
     context = mp.get_context("spawn")
@@ -112,6 +119,7 @@ def launch(
     handlers: dict[str, Callable[[Any], None]] = {
         "progress": on_progress or (lambda _: None),
         "event": on_event or (lambda _: None),
+        "checkpoint": on_checkpoint or (lambda _: None),
         "result": outcome.append,
         "error": outcome.append,
     }

@@ -52,6 +52,13 @@ def api(
 @app.command()
 def worker(
     gpu: Annotated[int | None, typer.Option(help="GPU index to pin to; omit for a CPU-only worker")] = None,
+    host_gpus: Annotated[
+        str | None,
+        typer.Option(
+            help="comma-separated GPUs of this host whose workers lend each other GPUs for multi-GPU jobs "
+            "(`tuneq workers` passes them; default: only --gpu)"
+        ),
+    ] = None,
     burst: Annotated[bool, typer.Option(help="exit when the queue is empty")] = False,
 ) -> None:
     """Run one worker pinned to one GPU (an RQ worker underneath)."""
@@ -60,21 +67,28 @@ def worker(
     pin_device(gpu)  # before resolved_settings: nothing below may initialise CUDA first
     from tuneq.runtime import resolved_settings
 
+    shared = _gpu_list(host_gpus)
+    if gpu is not None and shared is not None and gpu not in shared:
+        typer.echo(f"refusing to start: --gpu {gpu} is not among --host-gpus {host_gpus}", err=True)
+        raise typer.Exit(2)
     with resolved_settings(own_redis=False) as settings:
-        run_worker(settings, gpu, burst=burst)
+        run_worker(settings, gpu, burst=burst, host_gpus=shared)
+
+
+def _gpu_list(listed: str | None) -> list[int] | None:
+    return [int(part) for part in listed.split(",")] if listed else None
 
 
 @app.command()
 def workers(
     gpus: Annotated[str | None, typer.Option(help="comma-separated GPU indices (default: every visible GPU)")] = None,
 ) -> None:
-    """Run one pinned worker per GPU and restart any that dies."""
+    """Run one pinned worker per GPU and restart any that dies; they lend each other GPUs for multi-GPU jobs."""
     from tuneq.runtime import resolved_settings
     from worker.fleet import run_fleet
 
-    chosen = [int(part) for part in gpus.split(",")] if gpus else None
     with resolved_settings(own_redis=False):
-        run_fleet(chosen)
+        run_fleet(_gpu_list(gpus))
 
 
 @app.command()

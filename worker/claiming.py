@@ -17,14 +17,15 @@ from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from core import attempts, jobs, workers
+from core import attempts, gpu_reservations, jobs, workers
 from core.clock import db_now
 from core.db import run_with_retry, transaction
 from core.errors import IllegalTransition
+from core.gpu_reservations import WorkerGpus
 from core.models import Job
 from core.queue import connect_redis, job_queue
 from core.recovery import lost_time_charge
-from core.scheduling import claim_next_job
+from core.scheduling import claim_next_job, wake_waiting_jobs
 from core.settings import Settings
 from core.states import JobStatus
 from core.workers import WorkerStatus
@@ -45,17 +46,23 @@ class Device:
         return cls("cuda", gpu_name) if gpu_name else cls("cpu", "cpu")
 
 
-def claim_for_message(settings: Settings, worker_id: str, device: Device) -> str | None:
-    """Claim the best queued job (core.scheduling) for this worker; its id, or None if nothing may run."""
+@dataclass(frozen=True)
+class Claim:
+    job_id: str
+    gpus: list[int] | None  # the GPU indices reserved for it (this worker's first); None for a CPU worker
 
-    def claim(session: Session) -> str | None:
-        job = claim_next_job(session, settings, worker_id, device=device.kind, device_name=device.name)
+
+def claim_for_message(settings: Settings, worker_id: str, device: Device, gpus: WorkerGpus | None) -> Claim | None:
+    """Claim the best queued job that fits (core.scheduling) for this worker, with its GPUs; None if none may run."""
+
+    def claim(session: Session) -> Claim | None:
+        job = claim_next_job(session, settings, worker_id, gpus, device=device.kind, device_name=device.name)
         if job is None:
             return None
         workers.beat(session, worker_id, status=WorkerStatus.BUSY, current_job_id=job.id)
-        return job.id
+        return Claim(job.id, gpu_reservations.reserved_for(session, job.id) if gpus is not None else None)
 
-    claimed: str | None = run_with_retry(
+    claimed: Claim | None = run_with_retry(
         settings.resolved_database_url, claim, deadline_seconds=settings.database_retry_seconds
     )
     return claimed
@@ -98,17 +105,22 @@ class ClaimKeeper(threading.Thread):
 
 
 def release_after_job_process(settings: Settings, worker_id: str, job_id: str) -> None:
-    """After the job process ended: if it died still holding the job, put the job back now.
+    """After the job process ended: free its GPUs, and if it died still holding the job, put the job back now.
 
     A job process that ends normally has moved the job on (finished, requeued);
     one that crashed (killed, segfault) left it running under this worker, and
     waiting for the reaper would only waste ``heartbeat_stale_seconds``.
+    Freed GPUs wake the best waiting jobs: one too big for the GPUs free when
+    its message came was passed over, and may fit now.
     """
 
     def release(session: Session) -> None:
         job = session.get(Job, job_id)
         if job is not None and job.status == JobStatus.RUNNING and job.worker_id == worker_id:
             _take_back(session, settings, job, worker_id)
+        freed = gpu_reservations.release(session, job_id, worker_id)
+        if freed:
+            wake_waiting_jobs(session, settings, job_queue(connect_redis(settings), settings), count=freed)
         workers.beat(session, worker_id, status=WorkerStatus.IDLE)
 
     run_with_retry(settings.resolved_database_url, release, deadline_seconds=settings.database_retry_seconds)

@@ -1,4 +1,9 @@
-"""``tuneq workers``: one pinned worker process per GPU, restarted when one dies."""
+"""``tuneq workers``: one pinned worker process per GPU, restarted when one dies.
+
+Each worker is told every GPU of the fleet (``--host-gpus``), so a job asking
+for ``gpus: N`` can be claimed by one of them and borrow N-1 idle GPUs of the
+others (core.gpu_reservations).
+"""
 
 from __future__ import annotations
 
@@ -31,12 +36,15 @@ def visible_gpus() -> list[int]:
 @dataclass
 class Slot:
     gpu: int | None
+    host_gpus: tuple[int, ...] = ()  # every GPU this fleet serves, lent to each other for multi-GPU jobs
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     next_start: float = 0.0
 
     def start(self) -> None:
-        args = [sys.executable, "-m", "tuneq", "worker"] + ([] if self.gpu is None else ["--gpu", str(self.gpu)])
+        args = [sys.executable, "-m", "tuneq", "worker"]
+        if self.gpu is not None:
+            args += ["--gpu", str(self.gpu), "--host-gpus", ",".join(map(str, self.host_gpus or (self.gpu,)))]
         self.process = subprocess.Popen(args)
         log.info("started worker for %s (pid %d)", self.label, self.process.pid)
 
@@ -81,5 +89,5 @@ class Fleet:
 
 def run_fleet(gpus: list[int] | None) -> None:
     chosen = gpus if gpus is not None else visible_gpus()
-    slots = [Slot(gpu) for gpu in chosen] or [Slot(None)]  # no GPU: one CPU worker
+    slots = [Slot(gpu, tuple(chosen)) for gpu in chosen] or [Slot(None)]  # no GPU: one CPU worker
     Fleet(slots).supervise()

@@ -30,12 +30,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from core import workers
 from core.db import transaction
+from core.gpu_reservations import WorkerGpus
 from core.logs import bind_worker
 from core.metrics.multiprocess import use_multiprocess_dir
 from core.queue import connect_redis, job_queue
 from core.settings import Settings, get_settings
 from core.workers import WorkerStatus
 from worker.claiming import ClaimKeeper, Device, claim_for_message, release_after_job_process
+from worker.pinning import pin_gpus
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ def worker_name(gpu: int | None) -> str:
 
 def pin_device(gpu: int | None) -> None:
     """Make only ``gpu`` visible to this process and its job processes (none for a CPU worker)."""
-    os.environ["CUDA_VISIBLE_DEVICES"] = "" if gpu is None else str(gpu)
+    pin_gpus([] if gpu is None else [gpu])
 
 
 def describe_gpu(gpu: int | None) -> tuple[str | None, int | None]:
@@ -74,8 +76,9 @@ class TuneqWorker(SpawnWorker):
     fallback after ``graceful_stop_seconds``.
     """
 
-    # Set by run_worker in the parent; the job process rebuilds this object without it and never claims.
+    # Set by run_worker in the parent; the job process rebuilds this object without them and never claims.
     device: Device = Device.of(None)
+    gpus: WorkerGpus | None = None  # its own GPU among its host's; None for a CPU worker
 
     @property
     def tuneq_settings(self) -> Settings:
@@ -86,7 +89,7 @@ class TuneqWorker(SpawnWorker):
         """Claim first, then spawn: the job process is handed the id the parent claimed."""
         settings = self.tuneq_settings
         try:
-            claimed = claim_for_message(settings, self.name, self.device)
+            claimed = claim_for_message(settings, self.name, self.device, self.gpus)
         except SQLAlchemyError:
             # The job stays queued in the database; the reconciler sends it a new message.
             log.exception("could not claim for message %s; dropping it", job.id)
@@ -96,18 +99,19 @@ class TuneqWorker(SpawnWorker):
             self._drop_message(job, queue)
             return
         named = job.args[0]  # reading the args also loads the rest of the message, which save() rewrites
-        if named != claimed:
-            log.info("message for %s claimed %s (scheduling policy)", named, claimed)
-        job.args = [claimed]  # exactly this job; the message may have named another (see docs/architecture.md)
-        job.description = f"fine-tune {claimed}"
+        if named != claimed.job_id:
+            log.info("message for %s claimed %s (scheduling policy)", named, claimed.job_id)
+        # Exactly this job on exactly these GPUs; the message may have named another (see docs/architecture.md).
+        job.args = [claimed.job_id, claimed.gpus]
+        job.description = f"fine-tune {claimed.job_id}"
         job.save(include_meta=False)
-        keeper = ClaimKeeper(settings, claimed, self.name)
+        keeper = ClaimKeeper(settings, claimed.job_id, self.name)
         keeper.start()
         try:
             super().execute_job(job, queue)
         finally:
             keeper.stop()
-            release_after_job_process(settings, self.name, claimed)
+            release_after_job_process(settings, self.name, claimed.job_id)
 
     def _drop_message(self, job: RQJob, queue: Queue) -> None:
         """Forget a dequeued message that started no work (RQ parks it in an intermediate list)."""
@@ -140,15 +144,22 @@ class TuneqWorker(SpawnWorker):
             log.warning("worker heartbeat not recorded: %s", exc)
 
 
-def build_worker(settings: Settings, name: str, device: Device) -> TuneqWorker:
+def build_worker(settings: Settings, name: str, device: Device, gpus: WorkerGpus | None = None) -> TuneqWorker:
     """An RQ worker on the tuneq queue; its job processes find their worker id in TUNEQ_WORKER_ID."""
     redis = connect_redis(settings)
     worker = TuneqWorker([job_queue(redis, settings)], connection=redis, name=name)
-    worker.device = device
+    worker.device, worker.gpus = device, gpus
     return worker
 
 
-def run_worker(settings: Settings, gpu: int | None, burst: bool = False) -> None:
+def worker_gpus(gpu: int | None, host_gpus: list[int] | None) -> WorkerGpus | None:
+    """Its place on the host: alone, a GPU worker lends to and borrows from no one."""
+    if gpu is None:
+        return None
+    return WorkerGpus(socket.gethostname(), gpu, tuple(host_gpus or [gpu]))
+
+
+def run_worker(settings: Settings, gpu: int | None, burst: bool = False, host_gpus: list[int] | None = None) -> None:
     pin_device(gpu)
     name = worker_name(gpu)
     # Job processes read their settings from the environment they inherit.
@@ -163,13 +174,13 @@ def run_worker(settings: Settings, gpu: int | None, burst: bool = False) -> None
     with transaction(settings.resolved_database_url) as session:
         workers.register_worker(session, identity)
     try:
-        serve_until_stopped(settings, name, Device.of(gpu_name), burst)
+        serve_until_stopped(settings, name, Device.of(gpu_name), worker_gpus(gpu, host_gpus), burst)
     finally:
         with transaction(settings.resolved_database_url) as session:
             workers.beat(session, name, status=WorkerStatus.STOPPED)
 
 
-def serve_until_stopped(settings: Settings, name: str, device: Device, burst: bool) -> None:
+def serve_until_stopped(settings: Settings, name: str, device: Device, gpus: WorkerGpus | None, burst: bool) -> None:
     """Run the RQ worker; when Redis goes away, wait for it with backoff and start again instead of exiting.
 
     RQ's work loop retries a lost connection only while it waits for a
@@ -180,7 +191,7 @@ def serve_until_stopped(settings: Settings, name: str, device: Device, burst: bo
     while not stopping.is_set():
         if not wait_for_redis(settings, stopping):
             return
-        worker = build_worker(settings, name, device)
+        worker = build_worker(settings, name, device, gpus)
         try:
             worker.work(burst=burst, logging_level="INFO")
         except RedisError as exc:

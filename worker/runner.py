@@ -17,7 +17,7 @@ from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
 from core import attempts, jobs, result_files
-from core.cost import cost_usd
+from core.cost import attempt_charge
 from core.db import run_with_retry
 from core.errors import IllegalTransition
 from core.models import Job
@@ -25,9 +25,9 @@ from core.queue import connect_redis, job_queue
 from core.settings import Settings
 from core.states import JobStatus
 from trainer.config import Hyperparameters, RunSpec
+from trainer.distributed import launch
 from trainer.errors import TrainerError, TrainingStopped
 from trainer.results import TrainResult
-from trainer.train import train
 from worker.checkpoint_records import CheckpointRecorder
 from worker.observability import JobWatch
 from worker.reporting import DatabaseProgressWriter
@@ -63,12 +63,15 @@ class JobRunner:
         """A database write that survives a short outage."""
         return run_with_retry(self.database_url, work, deadline_seconds=self.settings.database_retry_seconds)
 
-    def run(self, job_id: str) -> RunOutcome:
-        """Run ``job_id``, which the worker parent claimed for this worker before spawning this process."""
+    def run(self, job_id: str, gpus: list[int] | None = None) -> RunOutcome:
+        """Run ``job_id``, which the worker parent claimed for this worker (on ``gpus``) before spawning us."""
         job: Job | None = self._db(lambda s: s.get(Job, job_id))
         if job is None or job.status != JobStatus.RUNNING or job.worker_id != self.worker_id:
             log.warning("job %s is not running on %s; nothing to do", job_id, self.worker_id)
             return RunOutcome.SKIPPED
+        if gpus is not None:  # which of the host's GPUs, for whoever reads the job's history
+            listed = ", ".join(map(str, gpus))
+            self._db(lambda s: jobs.add_event(s, job_id, f"running on GPU {listed} of its host", data={"gpus": gpus}))
         watch = JobWatch(job, self.worker_id)
         outcome = "crashed"
         try:
@@ -91,8 +94,10 @@ class JobRunner:
         heartbeat.start()
         writer = DatabaseProgressWriter(self.database_url, job.id, job.attempt)
         try:
-            result = train(
+            # One process per GPU the parent reserved (CUDA_VISIBLE_DEVICES lists them); one GPU: train() itself.
+            result = launch(
                 self._spec(job),
+                job.gpus,
                 on_progress=writer,
                 should_stop=flag.is_set,
                 on_event=lambda line: self._db(lambda s: jobs.add_event(s, job.id, line)),
@@ -177,7 +182,7 @@ class JobRunner:
     def _pause(self, job: Job, started: float, message: str) -> RunOutcome:
         # Like a graceful requeue, a pause is not the job's fault: it does not use up an attempt.
         def pause(session: Session) -> Job:
-            usage = self._usage(job, started)
+            usage = self._usage(session, job, started)
             return jobs.pause_stopped_job(session, job.id, message, self.worker_id, **attempts.refunded(), **usage)
 
         try:
@@ -208,11 +213,18 @@ class JobRunner:
             tokenized_cache_dir=root / "cache" / "tokenized",
         )
 
-    def _usage(self, job: Job, started: float) -> dict[str, Any]:
-        """Cost of this attempt on the device recorded at claim, added to what earlier attempts cost."""
-        seconds = time.monotonic() - started
-        price = cost_usd(self.settings, str(job.device), str(job.device_name), seconds)
-        return {"gpu_seconds": Job.gpu_seconds + seconds, "cost_usd": Job.cost_usd + price}
+    def _usage(self, session: Session, job: Job, started: float) -> dict[str, Any]:
+        """Cost of this attempt on the devices recorded at claim, added to what earlier attempts cost.
+
+        Also told in the job's history, in the transaction that charges it: the job's totals add up every
+        attempt, and a job on N GPUs pays N GPU-seconds per second.
+        """
+        wall = time.monotonic() - started
+        charge = attempt_charge(self.settings, str(job.device), str(job.device_name), wall, job.gpus)
+        message = f"charged {job.gpus} x {wall:.1f} s = {charge.gpu_seconds:.1f} GPU-seconds on {job.device_name}"
+        data = {"gpus": job.gpus, "seconds": wall, "gpu_seconds": charge.gpu_seconds, "cost_usd": charge.cost_usd}
+        jobs.add_event(session, job.id, message, data=data)
+        return {"gpu_seconds": Job.gpu_seconds + charge.gpu_seconds, "cost_usd": Job.cost_usd + charge.cost_usd}
 
     def _requeue(self, job: Job, started: float, message: str, graceful: bool = False) -> RunOutcome:
         queue = job_queue(connect_redis(self.settings), self.settings)
@@ -228,7 +240,7 @@ class JobRunner:
                 message,
                 owner=self.worker_id,
                 **attempt,
-                **self._usage(job, started),
+                **self._usage(session, job, started),
             )
 
         try:
@@ -241,9 +253,8 @@ class JobRunner:
     def _finish(
         self, job: Job, started: float, status: JobStatus, message: str, details: str | None = None, **values: Any
     ) -> RunOutcome:
-        usage = self._usage(job, started)
-
         def finish(session: Session) -> Job:
+            usage = self._usage(session, job, started)
             done = jobs.finish_job(session, job.id, status, message, owner=self.worker_id, **usage, **values)
             if status is JobStatus.SUCCEEDED:
                 result_files.attach_metrics_csv(session, self.settings, done)

@@ -42,6 +42,7 @@ def _new_job(body: FineTuneRequest) -> jobs.NewJob:
         metadata=body.metadata,
         priority=body.priority,
         max_run_seconds=body.max_run_seconds,
+        gpus=body.gpus,
     )
 
 

@@ -99,6 +99,7 @@ BAD_BODIES: list[tuple[str, dict[str, Any], str]] = [
     ("cannot fit any GPU", {"hyperparameters": {"batch_size": 1024, "max_seq_length": 131072}}, "cannot fit"),
     ("webhook url too long", {"webhook_url": "https://example.com/" + "a" * 3000}, "webhook_url"),
     ("webhook with a non-http scheme", {"webhook_url": "ftp://example.com/hook"}, "webhook_url"),
+    ("no gpus", {"gpus": 0}, "gpus"),
 ]
 
 
@@ -137,6 +138,29 @@ def test_malformed_dataset_path_is_refused_with_the_line(
     assert "line 1" in response.json()["error"]["message"]
     assert count_rows(settings.resolved_database_url, "jobs") == 0
     assert queue_length(redis_client, settings) == 0
+
+
+def test_more_gpus_than_the_operator_allows_is_422_and_creates_nothing(
+    api_key: str, settings: Settings, redis_client: redis.Redis, tiny_model: Path, uploaded_file: dict[str, Any]
+) -> None:
+    with serve(settings.model_copy(update={"max_gpus_per_job": 2})) as url, api_client(url, api_key) as client:
+        refused = _submit(client, tiny_model, str(uploaded_file["id"]), gpus=3)
+        estimate = client.post(
+            "/finetune/estimate",
+            json={"base_model": str(tiny_model), "training_file": uploaded_file["id"], "gpus": 3},
+        )
+        assert count_rows(settings.resolved_database_url, "jobs") == 0
+        assert queue_length(redis_client, settings) == 0
+        accepted = _submit(client, tiny_model, str(uploaded_file["id"]), gpus=2)
+    assert refused.status_code == 422, refused.text
+    error = refused.json()["error"]
+    assert error["param"] == "gpus" and error["code"] == "value_out_of_range"
+    assert "at most 2 GPUs" in error["message"]
+    assert estimate.status_code == 422 and estimate.json()["error"]["param"] == "gpus"
+    assert accepted.status_code == 202, accepted.text
+    job = accepted.json()
+    assert job["gpus"] == 2
+    assert job["estimate"]["gpus"] == 2 and any("2 GPUs data-parallel" in note for note in job["estimate"]["notes"])
 
 
 def test_body_that_is_not_json_is_422(client: httpx.Client) -> None:

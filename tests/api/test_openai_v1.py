@@ -66,7 +66,7 @@ def test_job_create_resolves_openai_and_tuneq_options_and_lists_page_by_page(
         suffix="capitals",
         seed=7,
         metadata={"team": "geo"},
-        extra_body={"tuneq": {"lora_r": 8, "quantization": "none", "priority": 5}},
+        extra_body={"tuneq": {"lora_r": 8, "quantization": "none", "priority": 5, "gpus": 2}},
     )
     assert job.id.startswith("ftjob-") and job.object == "fine_tuning.job" and job.status == "queued"
     assert job.model == str(tiny_model) and job.seed == 7 and job.metadata == {"team": "geo"}
@@ -74,7 +74,7 @@ def test_job_create_resolves_openai_and_tuneq_options_and_lists_page_by_page(
     assert job.hyperparameters.learning_rate_multiplier == 2
     native = job.model_extra["tuneq"] if job.model_extra else {}
     assert native["hyperparameters"]["lora_r"] == 8 and native["hyperparameters"]["learning_rate"] == 2e-4
-    assert native["priority"] == 5 and job.fine_tuned_model is None and job.result_files == []
+    assert native["priority"] == 5 and native["gpus"] == 2 and job.fine_tuned_model is None and job.result_files == []
 
     others = [create_job(oai, tiny_model, training_file, metadata={"team": "ops"}).id for _ in range(2)]
     first = oai.fine_tuning.jobs.list(limit=2)

@@ -82,6 +82,7 @@ def submit(
     ] = None,
     webhook_url: Annotated[str | None, typer.Option(help="POSTed to when the job ends")] = None,
     priority: Annotated[int | None, typer.Option(help="-100..100, higher runs sooner")] = None,
+    gpus: Annotated[int | None, typer.Option(help="GPUs of one host, data-parallel (batch_size is per GPU)")] = None,
     follow: Follow = False,
     api_url: ApiUrl = None,
     api_key: ApiKey = None,
@@ -121,6 +122,7 @@ def _request_body(client: ApiClient, flags: dict[str, Any]) -> dict[str, Any]:
         "validation_file": _training_file(client, flags["validation_file"], flags["as_json"]),
         "webhook_url": flags["webhook_url"],
         "priority": flags["priority"],
+        "gpus": flags["gpus"],
     }
     spec = flags["spec"]
     return build_request(read_spec(spec) if spec else {}, fields, hyperparameters, {})

@@ -43,6 +43,7 @@ class ServiceOptions(BaseModel):
     priority: Annotated[int, Field(ge=-100, le=100)] = 0
     webhook_url: WebhookUrl | None = None
     max_run_seconds: Annotated[int, Field(ge=1, le=30 * 24 * 3600)] | None = None
+    gpus: Annotated[int, Field(ge=1, le=1024)] = 1  # as on POST /finetune; the operator's max is checked on submit
 
 
 def _service_options(tuneq: dict[str, object]) -> ServiceOptions:
@@ -88,6 +89,7 @@ def create_job(
         priority=options.priority,
         max_run_seconds=options.max_run_seconds,
         suffix=body.suffix,
+        gpus=options.gpus,
     )
     with session.begin():
         if dry_run:

@@ -64,7 +64,7 @@ class CreateFineTuningJob(BaseModel):
     tuneq: dict[str, Any] | None = Field(
         default=None,
         description="tuneq's own options (pass with extra_body): any Hyperparameters field such as lora_r or "
-        "quantization, plus priority, webhook_url, max_run_seconds",
+        "quantization, plus priority, webhook_url, max_run_seconds, gpus",
     )
 
     def openai_hyperparameters(self) -> dict[str, Any]:
