@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from core.clock import db_now_minus
 from core.cost import attempt_charge, price_per_hour
 from core.db import utcnow
-from core.models import File, Worker
+from core.models import Worker
 from core.settings import Settings
 from core.throughput import STARTUP_SECONDS, size_class, throughput
 from core.token_counts import CountedWith, cached_hub_file, count_tokens
@@ -229,11 +229,6 @@ class EstimateInput:
     hyperparameters: dict[str, Any]
     has_validation_file: bool
     gpus: int
-
-
-def file_sha256(session: Session, file_id: str | None) -> str | None:
-    record = session.get(File, file_id) if file_id else None
-    return record.sha256 if record is not None else None
 
 
 def _sha256_of(path: Path) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -121,10 +122,17 @@ def file_path(settings: Settings, record: File) -> Path:
     return settings.data_root / record.path
 
 
-def resolve_dataset(session: Session, settings: Settings, *, tenant: str, ref: str, param: str) -> str:
+@dataclass(frozen=True)
+class ResolvedDataset:
+    path: str  # under the data root
+    sha256: str | None  # known for uploaded files; a path dataset's is computed when needed
+
+
+def resolve_dataset(session: Session, settings: Settings, *, tenant: str, ref: str, param: str) -> ResolvedDataset:
     """A file id, or (if the operator allows it) a path in the tenant's datasets directory -> path under the root."""
     if ref.startswith(f"{FILE_PREFIX}-"):
-        return get_file(session, tenant=tenant, file_id=ref, param=param).path
+        record = get_file(session, tenant=tenant, file_id=ref, param=param)
+        return ResolvedDataset(record.path, record.sha256)
     if not settings.allow_path_datasets:
         raise InvalidRequest(f"{param} must be a file id (file-…); upload datasets with POST /files", param=param)
     root = settings.data_root.resolve()
@@ -139,4 +147,4 @@ def resolve_dataset(session: Session, settings: Settings, *, tenant: str, ref: s
     if not exists:
         raise FileNotFound(f"{param} {ref!r} does not exist in this tenant's datasets directory", param=param)
     _validated(path, param)
-    return str(path.relative_to(root))
+    return ResolvedDataset(str(path.relative_to(root)), None)

@@ -25,9 +25,9 @@ from core.base_models import check_base_model
 from core.clock import db_now
 from core.db import after_commit, utcnow
 from core.errors import IllegalTransition, JobNotFound
-from core.estimates import Estimate, EstimateInput, estimate, file_sha256
+from core.estimates import Estimate, EstimateInput, estimate
 from core.feasibility import check_fits_a_gpu, check_gpu_count
-from core.files import resolve_dataset
+from core.files import ResolvedDataset, resolve_dataset
 from core.ids import JOB_PREFIX, new_id
 from core.models import Job, JobEvent, JobMetric
 from core.pages import Page, newest_first
@@ -78,8 +78,8 @@ def _enqueue_after_commit(session: Session, queue: Queue, settings: Settings, jo
 @dataclass(frozen=True)
 class _Checked:
     base_model: str
-    training_path: str
-    validation_path: str | None
+    training: ResolvedDataset
+    validation: ResolvedDataset | None
 
 
 def _check(session: Session, settings: Settings, tenant: str, new: NewJob) -> _Checked:
@@ -89,22 +89,22 @@ def _check(session: Session, settings: Settings, tenant: str, new: NewJob) -> _C
     base_model = check_base_model(settings, new.base_model)
     if new.webhook_url is not None:
         check_webhook_url(new.webhook_url, settings.allow_private_webhooks)
-    training_path = resolve_dataset(session, settings, tenant=tenant, ref=new.training_file, param="training_file")
-    validation_path = (
+    training = resolve_dataset(session, settings, tenant=tenant, ref=new.training_file, param="training_file")
+    validation = (
         resolve_dataset(session, settings, tenant=tenant, ref=new.validation_file, param="validation_file")
         if new.validation_file
         else None
     )
-    return _Checked(base_model, training_path, validation_path)
+    return _Checked(base_model, training, validation)
 
 
 def _estimate(session: Session, settings: Settings, new: NewJob, checked: _Checked) -> Estimate:
     job = EstimateInput(
         base_model=checked.base_model,
-        training_path=settings.data_root / checked.training_path,
-        training_sha256=file_sha256(session, new.training_file),
+        training_path=settings.data_root / checked.training.path,
+        training_sha256=checked.training.sha256,
         hyperparameters=new.hyperparameters,
-        has_validation_file=checked.validation_path is not None,
+        has_validation_file=checked.validation is not None,
         gpus=new.gpus,
     )
     return estimate(session, settings, job)
@@ -125,9 +125,9 @@ def submit_job(session: Session, settings: Settings, queue: Queue, *, tenant: st
         status=JobStatus.QUEUED,
         base_model=checked.base_model,
         training_file=new.training_file,
-        training_path=checked.training_path,
+        training_path=checked.training.path,
         validation_file=new.validation_file,
-        validation_path=checked.validation_path,
+        validation_path=checked.validation.path if checked.validation else None,
         hyperparameters=new.hyperparameters,
         webhook_url=new.webhook_url,
         user_metadata=new.metadata,

@@ -10,12 +10,20 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import event
 
 from core import jobs
 from core.db import engine_for, transaction
 from core.settings import Settings
-from tests.conftest import TENANT, submit_in_database
+from tests.conftest import TENANT, api_client, serve, submit_in_database
+
+
+@pytest.fixture
+def reader(settings: Settings, api_key: str) -> Iterator[httpx.Client]:
+    """A client of an API served in this process with no maintenance loop, whose statements would count too."""
+    with serve(settings.model_copy(update={"run_maintenance_in_api": False})) as url, api_client(url, api_key) as http:
+        yield http
 
 
 @dataclass
@@ -54,31 +62,31 @@ def _train(settings: Settings, job_id: str, losses: list[float | None]) -> None:
 
 
 def test_status_read_is_one_connection_and_two_statements_and_shows_the_newest_loss(
-    settings: Settings, api_url: str, client: httpx.Client, tiny_model: Path, sample_dataset: Path
+    settings: Settings, reader: httpx.Client, tiny_model: Path, sample_dataset: Path
 ) -> None:
     job_id = submit_in_database(settings, TENANT, tiny_model, sample_dataset)
     _train(settings, job_id, [2.0, 1.5, 1.25, None])
-    client.get(f"/finetune/{job_id}").raise_for_status()  # the first request of a process sets things up
+    reader.get(f"/finetune/{job_id}").raise_for_status()  # the first request of a process sets things up
     with database_use(settings) as use:
-        view = client.get(f"/finetune/{job_id}").raise_for_status().json()
+        view = reader.get(f"/finetune/{job_id}").raise_for_status().json()
     assert (use.checkouts, len(use.statements)) == (1, 2), use.statements
     assert view["latest_metrics"]["step"] == 3 and view["latest_metrics"]["loss"] == 1.25  # not the eval-only row
     assert view["progress"]["step"] == 4
 
 
 def test_list_page_is_two_statements_however_many_jobs_it_holds(
-    settings: Settings, api_url: str, client: httpx.Client, tiny_model: Path, sample_dataset: Path
+    settings: Settings, reader: httpx.Client, tiny_model: Path, sample_dataset: Path
 ) -> None:
     ids = [submit_in_database(settings, TENANT, tiny_model, sample_dataset) for _ in range(5)]
     for n, job_id in enumerate(ids[:3]):
         _train(settings, job_id, [3.0, 2.0 - n / 10])
-    client.get("/finetune").raise_for_status()
+    reader.get("/finetune").raise_for_status()
     with database_use(settings) as use:
-        page = client.get("/finetune", params={"limit": 100}).raise_for_status().json()["data"]
+        page = reader.get("/finetune", params={"limit": 100}).raise_for_status().json()["data"]
     assert (use.checkouts, len(use.statements)) == (1, 2), use.statements
     losses = {job["id"]: (job["latest_metrics"] or {}).get("loss") for job in page}
     assert losses == {ids[0]: 2.0, ids[1]: 1.9, ids[2]: 1.8, ids[3]: None, ids[4]: None}
     with database_use(settings) as use:  # /v1 pages the same way
-        v1 = client.get("/v1/fine_tuning/jobs", params={"limit": 100}).raise_for_status().json()["data"]
+        v1 = reader.get("/v1/fine_tuning/jobs", params={"limit": 100}).raise_for_status().json()["data"]
     assert (use.checkouts, len(use.statements)) == (1, 2), use.statements
     assert {job["id"] for job in v1} == set(ids)
