@@ -66,9 +66,11 @@ def start_tuneq(name: str, args: list[str], log_dir: Path, env: dict[str, str] |
     return Service(name, process, log_path)
 
 
-def start_api(log_dir: Path, port: int | None = None, env: dict[str, str] | None = None) -> tuple[Service, str]:
+def start_api(
+    log_dir: Path, port: int | None = None, env: dict[str, str] | None = None, name: str = "api"
+) -> tuple[Service, str]:
     port = port or free_port()
-    service = start_tuneq("api", ["api", "--host", "127.0.0.1", "--port", str(port)], log_dir, env)
+    service = start_tuneq(name, ["api", "--host", "127.0.0.1", "--port", str(port)], log_dir, env)
     base_url = f"http://127.0.0.1:{port}"
     wait_until_healthy(service, base_url)
     return service, base_url
