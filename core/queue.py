@@ -1,12 +1,14 @@
 """Redis transport: the queue message is only a wake-up call carrying a job id.
 
-Each queued job has one message. A worker woken by any message claims the best
+Each queued job has a message (each message its own id). A worker woken by any message claims the best
 queued job in the database (core.scheduling), so a message may end up serving
 another job; the count of messages still matches the count of queued jobs, and
 one left over finds nothing to claim and is dropped.
 """
 
 from __future__ import annotations
+
+import secrets
 
 from redis import Redis
 from rq import Queue
@@ -27,8 +29,18 @@ def job_queue(connection: Redis, settings: Settings) -> Queue:
     return Queue(settings.queue_name, connection=connection)
 
 
+WAKE = "_wake_"
+
+
 def message_id(job_id: str) -> str:
-    return f"{job_id}_wake"
+    """A new id for each message. The worker that takes a message rewrites it to name the job it claimed; a
+    second message for the same job, sharing the id, would overwrite that rewrite (the job process then ran
+    the wrong job) or, dropped by another worker, delete it (the job process found no message at all)."""
+    return f"{job_id}{WAKE}{secrets.token_hex(6)}"
+
+
+def job_id_of(message: str) -> str:
+    return message.partition(WAKE)[0]
 
 
 def enqueue_job(queue: Queue, job_id: str, settings: Settings) -> str:
@@ -47,8 +59,11 @@ def enqueue_job(queue: Queue, job_id: str, settings: Settings) -> str:
 
 def queued_job_ids(queue: Queue) -> set[str]:
     """The tuneq job ids that have a wake-up message waiting."""
-    return {rq_id.removesuffix("_wake") for rq_id in queue.get_job_ids()}
+    return {job_id_of(message) for message in queue.get_job_ids()}
 
 
 def remove_message(queue: Queue, job_id: str) -> None:
-    queue.remove(message_id(job_id))
+    """Take ``job_id``'s waiting messages off the queue (a cancelled or paused job needs no wake-up)."""
+    for message in queue.get_job_ids():
+        if job_id_of(message) == job_id:
+            queue.remove(message)

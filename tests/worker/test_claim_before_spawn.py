@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from core import jobs
 from core.db import transaction, utcnow
 from core.models import Job, JobEvent
-from core.queue import job_queue
+from core.queue import enqueue_job, job_queue
 from core.recovery import RecoveryReport, reenqueue_forgotten_jobs
 from core.scheduling import claim_next_job
 from core.settings import Settings, get_settings
@@ -146,3 +146,38 @@ def test_claimed_job_is_running_before_its_job_process_starts(
         job = session.get(Job, job_id)
         assert job is not None and job.status == JobStatus.QUEUED and job.worker_id is None
         assert any("job process died; requeued" in m for m in session.scalars(select(JobEvent.message)))
+
+
+@pytest.mark.slow
+def test_a_second_message_for_a_job_leaves_the_message_a_worker_holds_alone(
+    settings: Settings,
+    redis_client: redis.Redis,
+    counted_worker: tuple[TuneqWorker, list[str]],
+    tiny_model: Path,
+    sample_dataset: Path,
+) -> None:
+    # Messages a1, a2, b1: the second serves b1 (fairness) and is rewritten to name it, leaving a2 without a
+    # message. The reconciler gives a2 a new one just before the job process starts: it must not overwrite
+    # (or, dropped, delete) the message the job process is about to read.
+    a1, a2 = (submit_in_database(settings, "a", tiny_model, sample_dataset, **ONE_EPOCH) for _ in range(2))
+    b1 = submit_in_database(settings, "b", tiny_model, sample_dataset, **ONE_EPOCH)
+    worker, spawned = counted_worker
+    queue = job_queue(redis_client, settings)
+    spawn = worker.fork_work_horse
+
+    def reconcile_then_spawn(job: RQJob, queue_: Queue) -> None:
+        if job.args[0] == b1:
+            enqueue_job(queue, a2, settings)
+        spawn(job, queue_)
+
+    worker.fork_work_horse = reconcile_then_spawn  # type: ignore[method-assign]
+    worker.work(burst=True, max_jobs=2)
+    counting_spawns(build_worker(get_settings(), WORKER_ID, Device.of(None)), spawned).work(burst=True)
+
+    assert spawned == [a1, b1, a2]
+    with transaction(settings.resolved_database_url) as session:
+        for job_id in (a1, a2, b1):
+            job = session.get(Job, job_id)
+            assert job is not None and job.status == JobStatus.SUCCEEDED and job.attempt == 1, job_id
+    assert [_claim_events(settings, job_id) for job_id in (a1, a2, b1)] == [1, 1, 1]
+    assert queue.count == 0
