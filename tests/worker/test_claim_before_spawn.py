@@ -54,6 +54,20 @@ def counting_spawns(worker: TuneqWorker, spawned: list[str]) -> TuneqWorker:
     return worker
 
 
+def _two_tenants_jobs(settings: Settings, tiny_model: Path, sample_dataset: Path) -> tuple[str, str, str]:
+    """Messages arrive a1, a2, b1; fairness claims a1, b1, a2: the second message serves another job."""
+    a1, a2 = (submit_in_database(settings, "a", tiny_model, sample_dataset, **ONE_EPOCH) for _ in range(2))
+    return a1, a2, submit_in_database(settings, "b", tiny_model, sample_dataset, **ONE_EPOCH)
+
+
+def _assert_each_ran_once(settings: Settings, job_ids: tuple[str, ...]) -> None:
+    with transaction(settings.resolved_database_url) as session:
+        for job_id in job_ids:
+            job = session.get(Job, job_id)
+            assert job is not None and job.status == JobStatus.SUCCEEDED and job.attempt == 1, job_id
+    assert [_claim_events(settings, job_id) for job_id in job_ids] == [1] * len(job_ids)
+
+
 def _claim_events(settings: Settings, job_id: str) -> int:
     with transaction(settings.resolved_database_url) as session:
         messages = session.scalars(select(JobEvent.message).where(JobEvent.job_id == job_id)).all()
@@ -95,9 +109,7 @@ def test_after_out_of_order_claims_and_a_redis_flush_every_queued_job_runs_exact
     tiny_model: Path,
     sample_dataset: Path,
 ) -> None:
-    # Messages arrive a1, a2, b1; fairness claims a1, b1, a2: the second message serves another job.
-    a1, a2 = (submit_in_database(settings, "a", tiny_model, sample_dataset, **ONE_EPOCH) for _ in range(2))
-    b1 = submit_in_database(settings, "b", tiny_model, sample_dataset, **ONE_EPOCH)
+    a1, a2, b1 = _two_tenants_jobs(settings, tiny_model, sample_dataset)
     worker, spawned = counted_worker
     worker.work(burst=True, max_jobs=2)
     assert spawned == [a1, b1]  # each job process was handed exactly the job its parent claimed
@@ -112,11 +124,7 @@ def test_after_out_of_order_claims_and_a_redis_flush_every_queued_job_runs_exact
     counting_spawns(build_worker(get_settings(), WORKER_ID, Device.of(None)), spawned).work(burst=True)
 
     assert spawned == [a1, b1, a2]
-    with transaction(settings.resolved_database_url) as session:
-        for job_id in (a1, a2, b1):
-            job = session.get(Job, job_id)
-            assert job is not None and job.status == JobStatus.SUCCEEDED and job.attempt == 1, job_id
-    assert [_claim_events(settings, job_id) for job_id in (a1, a2, b1)] == [1, 1, 1]
+    _assert_each_ran_once(settings, (a1, a2, b1))
 
 
 def test_claimed_job_is_running_before_its_job_process_starts(
@@ -156,11 +164,10 @@ def test_a_second_message_for_a_job_leaves_the_message_a_worker_holds_alone(
     tiny_model: Path,
     sample_dataset: Path,
 ) -> None:
-    # Messages a1, a2, b1: the second serves b1 (fairness) and is rewritten to name it, leaving a2 without a
-    # message. The reconciler gives a2 a new one just before the job process starts: it must not overwrite
-    # (or, dropped, delete) the message the job process is about to read.
-    a1, a2 = (submit_in_database(settings, "a", tiny_model, sample_dataset, **ONE_EPOCH) for _ in range(2))
-    b1 = submit_in_database(settings, "b", tiny_model, sample_dataset, **ONE_EPOCH)
+    # The second message serves b1 and is rewritten to name it, leaving a2 without a message. The reconciler
+    # gives a2 a new one just before the job process starts: it must not overwrite (or, dropped, delete) the
+    # message the job process is about to read.
+    a1, a2, b1 = _two_tenants_jobs(settings, tiny_model, sample_dataset)
     worker, spawned = counted_worker
     queue = job_queue(redis_client, settings)
     spawn = worker.fork_work_horse
@@ -175,9 +182,5 @@ def test_a_second_message_for_a_job_leaves_the_message_a_worker_holds_alone(
     counting_spawns(build_worker(get_settings(), WORKER_ID, Device.of(None)), spawned).work(burst=True)
 
     assert spawned == [a1, b1, a2]
-    with transaction(settings.resolved_database_url) as session:
-        for job_id in (a1, a2, b1):
-            job = session.get(Job, job_id)
-            assert job is not None and job.status == JobStatus.SUCCEEDED and job.attempt == 1, job_id
-    assert [_claim_events(settings, job_id) for job_id in (a1, a2, b1)] == [1, 1, 1]
+    _assert_each_ran_once(settings, (a1, a2, b1))
     assert queue.count == 0
