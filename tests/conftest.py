@@ -3,6 +3,15 @@
 The suite fails (never skips) when PostgreSQL or Redis cannot be reached: a
 green run must mean the real parts were exercised. Point it elsewhere with
 TUNEQ_TEST_DATABASE_URL / TUNEQ_TEST_REDIS_URL.
+
+``make test`` runs the suite in parallel under pytest-xdist (``-n 2 --dist
+loadgroup``; ``make test PYTEST_WORKERS=0`` runs it in one process). Each xdist
+worker is a process of its own with its own PostgreSQL schema (named after its
+pid), its own tmp_path tree (data roots, sockets, logs) and ports picked free by
+the kernel. Redis databases are numbered, so each worker takes its own, counting
+down from the one in TUNEQ_TEST_REDIS_URL (default 15): gw0 uses 15, gw1 14,
+gw2 13, ... The tests flush their database, so point TUNEQ_TEST_REDIS_URL at a
+number with as many free databases below it as there are workers.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import psycopg
@@ -28,8 +38,24 @@ from core.settings import Settings, get_settings
 from tuneq.processes import Service, start_dispatcher, start_worker
 from tuneq.webhook_receiver import WebhookReceiver
 
+
+def redis_url_of_this_worker(base_url: str, worker: str) -> str:
+    """``base_url`` with its database number lowered by the xdist worker's index (gw0 keeps it)."""
+    index = int(worker.removeprefix("gw")) if worker.startswith("gw") else 0
+    parts = urlsplit(base_url)
+    base_db = int(parts.path.strip("/") or 0)
+    if index > base_db:
+        raise pytest.UsageError(
+            f"xdist worker {worker} needs Redis database {base_db} - {index}, below 0: "
+            f"give TUNEQ_TEST_REDIS_URL a higher database number or run fewer workers"
+        )
+    return urlunsplit(parts._replace(path=f"/{base_db - index}"))
+
+
 PG_BASE_URL = os.environ.get("TUNEQ_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("TUNEQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REDIS_URL = redis_url_of_this_worker(
+    os.environ.get("TUNEQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"), os.environ.get("PYTEST_XDIST_WORKER", "")
+)
 # Every test run gets its own schema, so parallel runs and other users of the database do not collide.
 SCHEMA = f"tuneq_test_{os.getpid()}"
 PG_URL = f"{PG_BASE_URL}{'&' if '?' in PG_BASE_URL else '?'}options=-csearch_path%3D{SCHEMA}"
@@ -48,6 +74,9 @@ TABLES = (
     "webhook_tenant_secrets",
 )
 TENANT = "acme"  # the tenant of the `client` fixture's key
+# Tests that load the whole machine (hundreds of concurrent requests, a fuzzer) or bound a wall-clock time
+# all run on one xdist worker, one after another (`--dist loadgroup`), so that none of them overlaps another.
+ONE_AT_A_TIME = pytest.mark.xdist_group("one_at_a_time")
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
@@ -81,7 +110,8 @@ def database_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5).ping()
+        with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5) as client:
+            client.ping()
     except redis.RedisError as exc:
         pytest.fail(f"Redis is not reachable at {REDIS_URL}: {exc}", pytrace=False)
     return REDIS_URL
@@ -244,10 +274,12 @@ def submit_in_database(
 
     with transaction(settings.resolved_database_url) as session, dataset.open("rb") as handle:
         record = files.store_upload(session, settings, tenant=tenant, filename=dataset.name, stream=handle)
-    queue = job_queue(redis.Redis.from_url(str(settings.redis_url)), settings)
     new = jobs.NewJob(str(model), record.id, dict(hyperparameters), priority=priority, webhook_url=webhook_url)
-    with transaction(settings.resolved_database_url) as session:
-        return jobs.submit_job(session, settings, queue, tenant=tenant, new=new).id
+    with (
+        redis.Redis.from_url(str(settings.redis_url)) as connection,
+        transaction(settings.resolved_database_url) as session,
+    ):
+        return jobs.submit_job(session, settings, job_queue(connection, settings), tenant=tenant, new=new).id
 
 
 @pytest.fixture
