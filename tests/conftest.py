@@ -81,6 +81,10 @@ TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Slow tests first (a stable sort keeps the order otherwise): the xdist workers start on the long
+    # ones and end on short ones, instead of one worker running a minutes-long test at the end alone.
+    items.sort(key=lambda item: "slow" not in item.keywords)
+
     import torch
 
     if torch.cuda.is_available():
