@@ -5,6 +5,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 
+# Test processes (pytest-xdist). 2 fits 2 cores: most tests wait on real processes, queues and
+# webhooks, not compute. 0 runs every test in one process, in order (for debugging).
+PYTEST_WORKERS ?= 2
+
 .PHONY: demo test lint typecheck clean
 
 $(STAMP): pyproject.toml constraints.txt
@@ -23,7 +27,7 @@ demo: $(STAMP)
 test: $(STAMP) $(CHROMIUM)
 	$(PY) -m ruff check .
 	$(PY) -m mypy
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -39,7 +39,8 @@ def redis_server_binary() -> str:
 
 def _responds(url: str) -> bool:
     try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+        with redis.Redis.from_url(url, socket_connect_timeout=1) as client:
+            return bool(client.ping())
     except (redis.ConnectionError, redis.TimeoutError, FileNotFoundError):
         return False
 

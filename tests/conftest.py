@@ -3,6 +3,15 @@
 The suite fails (never skips) when PostgreSQL or Redis cannot be reached: a
 green run must mean the real parts were exercised. Point it elsewhere with
 TUNEQ_TEST_DATABASE_URL / TUNEQ_TEST_REDIS_URL.
+
+``make test`` runs the suite in parallel under pytest-xdist (``-n 2 --dist
+loadgroup``; ``make test PYTEST_WORKERS=0`` runs it in one process). Each xdist
+worker is a process of its own with its own PostgreSQL schema (named after its
+pid), its own tmp_path tree (data roots, sockets, logs) and ports picked free by
+the kernel. Redis databases are numbered, so each worker takes its own, counting
+down from the one in TUNEQ_TEST_REDIS_URL (default 15): gw0 uses 15, gw1 14,
+gw2 13, ... The tests flush their database, so point TUNEQ_TEST_REDIS_URL at a
+number with as many free databases below it as there are workers.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import psycopg
@@ -29,8 +39,24 @@ from tests import trainer_fixtures
 from tuneq.processes import Service, start_dispatcher, start_worker
 from tuneq.webhook_receiver import WebhookReceiver
 
+
+def redis_url_of_this_worker(base_url: str, worker: str) -> str:
+    """``base_url`` with its database number lowered by the xdist worker's index (gw0 keeps it)."""
+    index = int(worker.removeprefix("gw")) if worker.startswith("gw") else 0
+    parts = urlsplit(base_url)
+    base_db = int(parts.path.strip("/") or 0)
+    if index > base_db:
+        raise pytest.UsageError(
+            f"xdist worker {worker} needs Redis database {base_db} - {index}, below 0: "
+            f"give TUNEQ_TEST_REDIS_URL a higher database number or run fewer workers"
+        )
+    return urlunsplit(parts._replace(path=f"/{base_db - index}"))
+
+
 PG_BASE_URL = os.environ.get("TUNEQ_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("TUNEQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REDIS_URL = redis_url_of_this_worker(
+    os.environ.get("TUNEQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"), os.environ.get("PYTEST_XDIST_WORKER", "")
+)
 # Every test run gets its own schema, so parallel runs and other users of the database do not collide.
 SCHEMA = f"tuneq_test_{os.getpid()}"
 PG_URL = f"{PG_BASE_URL}{'&' if '?' in PG_BASE_URL else '?'}options=-csearch_path%3D{SCHEMA}"
@@ -51,11 +77,20 @@ TABLES = (
 )
 # The trainer's fixtures and the gpu marker's hook live apart, so a machine without the service stack can run
 # the trainer's tests alone (see tests/trainer_fixtures.py); pytest finds them here by name.
-pytest_collection_modifyitems = trainer_fixtures.pytest_collection_modifyitems
 tiny_model = trainer_fixtures.tiny_model
 sample_dataset = trainer_fixtures.sample_dataset
 TENANT = "acme"  # the tenant of the `client` fixture's key
+# Tests that load the whole machine (hundreds of concurrent requests, a fuzzer) or bound a wall-clock time
+# all run on one xdist worker, one after another (`--dist loadgroup`), so that none of them overlaps another.
+ONE_AT_A_TIME = pytest.mark.xdist_group("one_at_a_time")
 TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Slow tests first (a stable sort keeps the order otherwise): the xdist workers start on the long
+    # ones and end on short ones, instead of one worker running a minutes-long test at the end alone.
+    items.sort(key=lambda item: "slow" not in item.keywords)
+    trainer_fixtures.pytest_collection_modifyitems(config, items)
 
 
 @pytest.fixture(scope="session")
@@ -77,7 +112,8 @@ def database_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5).ping()
+        with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5) as client:
+            client.ping()
     except redis.RedisError as exc:
         pytest.fail(f"Redis is not reachable at {REDIS_URL}: {exc}", pytrace=False)
     return REDIS_URL
@@ -227,12 +263,14 @@ def submit_in_database(
 
     with transaction(settings.resolved_database_url) as session, dataset.open("rb") as handle:
         record = files.store_upload(session, settings, tenant=tenant, filename=dataset.name, stream=handle)
-    queue = job_queue(redis.Redis.from_url(str(settings.redis_url)), settings)
     new = jobs.NewJob(
         str(model), record.id, dict(hyperparameters), priority=priority, webhook_url=webhook_url, gpus=gpus
     )
-    with transaction(settings.resolved_database_url) as session:
-        return jobs.submit_job(session, settings, queue, tenant=tenant, new=new).id
+    with (
+        redis.Redis.from_url(str(settings.redis_url)) as connection,
+        transaction(settings.resolved_database_url) as session,
+    ):
+        return jobs.submit_job(session, settings, job_queue(connection, settings), tenant=tenant, new=new).id
 
 
 @pytest.fixture

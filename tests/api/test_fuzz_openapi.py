@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from core.settings import Settings
-from tests.conftest import serve
+from tests.conftest import ONE_AT_A_TIME, serve
 
 CHECKS = "not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance"
 BOUNDS = ["--max-examples", "12", "--seed", "20261123", "--generation-deterministic", "--workers", "1"]
@@ -21,6 +21,7 @@ PHASES = ["--phases", "examples,coverage,fuzzing", "--max-response-time", "30"]
 
 
 @pytest.mark.slow
+@ONE_AT_A_TIME
 def test_fuzzing_the_openapi_document_finds_no_5xx_and_no_undocumented_response(
     settings: Settings, api_key: str
 ) -> None:

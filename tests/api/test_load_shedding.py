@@ -10,7 +10,7 @@ import pytest
 
 from core.db import engine_for
 from core.settings import Settings, get_settings
-from tests.conftest import api_client, create_api_key, serve
+from tests.conftest import ONE_AT_A_TIME, api_client, create_api_key, serve
 
 
 def test_exhausted_database_pool_answers_503_with_retry_after(
@@ -38,6 +38,7 @@ def test_exhausted_database_pool_answers_503_with_retry_after(
         get_settings.cache_clear()
 
 
+@ONE_AT_A_TIME
 def test_200_concurrent_clients_each_get_2xx_429_or_503_and_none_hangs(
     client: httpx.Client, api_url: str, api_key: str, uploaded_file: dict[str, object], tiny_model: Path
 ) -> None:

@@ -14,11 +14,12 @@ def test_embedded_redis_starts_is_reused_and_stops() -> None:
         first = ensure_embedded_redis(Path(root))
         try:
             assert first.process is not None
-            client = redis.Redis.from_url(first.url)
-            client.set("k", "v")
+            with redis.Redis.from_url(first.url) as client:
+                client.set("k", "v")
             second = ensure_embedded_redis(Path(root))
             assert second.process is None  # reused, not started twice
-            assert redis.Redis.from_url(second.url).get("k") == b"v"
+            with redis.Redis.from_url(second.url) as client:
+                assert client.get("k") == b"v"
         finally:
             first.stop()
         assert first.process.poll() is not None

@@ -26,26 +26,26 @@ def test_worker_host_with_a_skewed_clock_is_not_reaped_while_it_beats(
     settings: Settings, redis_client: redis.Redis, tiny_model: Path, sample_dataset: Path, skew_minutes: int
 ) -> None:
     job_id = submit_in_database(settings, "t", tiny_model, sample_dataset)
-    host = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "tests.worker.skewed_host", str(skew_minutes * 60)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-    )
-    assert host.stdin is not None and host.stdout is not None
-    try:
-        assert host.stdout.readline().strip() == f"claimed {job_id}"
-        queue = job_queue(redis_client, settings)
-        for _ in range(3):
-            host.stdin.write("beat\n")
-            host.stdin.flush()
-            assert host.stdout.readline().strip() == "beat"
-            report = RecoveryReport()
-            recover_lost_jobs(settings, queue, report)
-            assert report.requeued == [] and report.failed == []
-    finally:
-        host.stdin.close()
-        host.wait(timeout=30)
+    ) as host:  # leaving the block closes the pipes
+        assert host.stdin is not None and host.stdout is not None
+        try:
+            assert host.stdout.readline().strip() == f"claimed {job_id}"
+            queue = job_queue(redis_client, settings)
+            for _ in range(3):
+                host.stdin.write("beat\n")
+                host.stdin.flush()
+                assert host.stdout.readline().strip() == "beat"
+                report = RecoveryReport()
+                recover_lost_jobs(settings, queue, report)
+                assert report.requeued == [] and report.failed == []
+        finally:
+            host.stdin.close()
+            host.wait(timeout=30)
     assert host.returncode == 0
     with transaction(settings.resolved_database_url) as session:
         job = session.get(Job, job_id)
@@ -65,10 +65,11 @@ def test_two_maintenance_loops_at_once_requeue_a_lost_job_once(
     reports: list[RecoveryReport] = []
 
     def maintenance_loop() -> None:
-        queue = job_queue(redis.Redis.from_url(str(settings.redis_url)), settings)
-        start.wait(timeout=30)
-        for _ in range(5):
-            reports.append(run_recovery(settings, queue))
+        with redis.Redis.from_url(str(settings.redis_url)) as connection:
+            queue = job_queue(connection, settings)
+            start.wait(timeout=30)
+            for _ in range(5):
+                reports.append(run_recovery(settings, queue))
 
     loops = [threading.Thread(target=maintenance_loop) for _ in range(2)]
     for loop in loops:

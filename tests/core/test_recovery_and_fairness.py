@@ -79,7 +79,8 @@ def test_lost_job_is_requeued_until_attempts_run_out(
         assert claimed is not None and claimed.attempt == attempt
         _go_silent(settings, job_id)
         report = RecoveryReport()
-        recover_lost_jobs(settings, job_queue(redis.Redis.from_url(str(settings.redis_url)), settings), report)
+        with redis.Redis.from_url(str(settings.redis_url)) as connection:
+            recover_lost_jobs(settings, job_queue(connection, settings), report)
         expected_requeue = attempt < settings.max_attempts
         assert report.requeued == ([job_id] if expected_requeue else [])
         assert report.failed == ([] if expected_requeue else [job_id])
@@ -94,7 +95,8 @@ def test_beating_job_is_left_alone(settings: Settings, tiny_model: Path, sample_
     with transaction(settings.resolved_database_url) as session:
         assert claim_next_job(session, settings, "w1") is not None
     report = RecoveryReport()
-    recover_lost_jobs(settings, job_queue(redis.Redis.from_url(str(settings.redis_url)), settings), report)
+    with redis.Redis.from_url(str(settings.redis_url)) as connection:
+        recover_lost_jobs(settings, job_queue(connection, settings), report)
     assert report.requeued == [] and report.failed == []
 
 

@@ -90,9 +90,11 @@ def fail(settings: Settings, job_id: str) -> None:
 
 
 def cancel_while_queued(settings: Settings, job_id: str) -> None:
-    queue = job_queue(redis.Redis.from_url(str(settings.redis_url)), settings)
-    with transaction(settings.resolved_database_url) as session:
-        jobs.cancel_job(session, queue, tenant=TENANT, job_id=job_id)
+    with (
+        redis.Redis.from_url(str(settings.redis_url)) as connection,
+        transaction(settings.resolved_database_url) as session,
+    ):
+        jobs.cancel_job(session, job_queue(connection, settings), tenant=TENANT, job_id=job_id)
 
 
 def cancel_while_running(settings: Settings, job_id: str) -> None:
@@ -110,7 +112,8 @@ def lose_the_worker(settings: Settings, job_id: str) -> None:
             update(Job).where(Job.id == job_id).values(max_attempts=1, started_at=hour_ago, heartbeat_at=hour_ago)
         )
     report = RecoveryReport()
-    recover_lost_jobs(settings, job_queue(redis.Redis.from_url(str(settings.redis_url)), settings), report)
+    with redis.Redis.from_url(str(settings.redis_url)) as connection:
+        recover_lost_jobs(settings, job_queue(connection, settings), report)
     assert report.failed == [job_id]
 
 

@@ -53,8 +53,11 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     env_dir = tmp_path_factory.mktemp("venv") / "env"
     venv.create(env_dir, with_pip=False)
     python = env_dir / "bin" / "python"
+    # Without the caller's PYTHONPATH: a checkout on it (with its tuneq.egg-info) would make pip think
+    # tuneq is already installed in the new venv and skip the wheel.
     subprocess.run(
         [sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "-q", wheel],
+        env=_clean_env(),
         check=True,
         capture_output=True,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from trainer.config import Hyperparameters, RunSpec
 from trainer.distributed import launch
@@ -27,6 +28,10 @@ def _run(tiny_model: Path, data: Path, output: Path, nprocs: int, batch_size: in
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    torch.cuda.is_available() and torch.cuda.device_count() < 2,
+    reason="where CUDA is visible each process takes a GPU of its own: needs 2 (on the CPU it runs over gloo)",
+)
 def test_two_processes_over_gloo_match_one_process_at_the_same_global_batch(
     tiny_model: Path, sample_dataset: Path, tmp_path: Path
 ) -> None:

@@ -34,7 +34,8 @@ def _children(pid: int, name: str) -> list[int]:
 
 def _answers(url: str) -> bool:
     try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+        with redis.Redis.from_url(url, socket_connect_timeout=1) as client:
+            return bool(client.ping())
     except (redis.RedisError, OSError):
         return False
 
@@ -105,10 +106,11 @@ def test_killing_the_embedded_redis_loses_no_submitted_job(
 def _wait_until_listening(worker: Service, url: str, timeout: float = 600) -> None:
     """Until the worker has registered with RQ (its signal handlers are installed by then)."""
     deadline = time.monotonic() + timeout
-    while not RQWorker.all(connection=redis.Redis.from_url(url)):
-        assert worker.process.poll() is None, worker.log_tail()
-        assert time.monotonic() < deadline, worker.log_tail()
-        time.sleep(0.1)
+    with redis.Redis.from_url(url) as connection:
+        while not RQWorker.all(connection=connection):
+            assert worker.process.poll() is None, worker.log_tail()
+            assert time.monotonic() < deadline, worker.log_tail()
+            time.sleep(0.1)
 
 
 def _submit(client: httpx.Client, tiny_model: Path, uploaded: dict[str, Any]) -> str:
