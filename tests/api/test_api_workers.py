@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
 import select
-import socket
 from pathlib import Path
 
 import psutil
@@ -52,15 +52,17 @@ def test_an_idle_keep_alive_connection_outlives_uvicorns_five_second_default(
     reusing one just then saw a dropped connection. `tuneq api` keeps them TUNEQ_API_KEEP_ALIVE_SECONDS (65)."""
     api, url = start_api(tmp_path / "logs")
     host, port = url.removeprefix("http://").split(":")
-    request = f"GET /livez HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
     try:
-        with socket.create_connection((host, int(port)), timeout=30) as connection:
-            connection.sendall(request)
-            assert connection.recv(65536).startswith(b"HTTP/1.1 200")
-            # Idle past uvicorn's default: the server must not close (the socket would turn readable, at EOF).
-            readable, _, _ = select.select([connection], [], [], 7.0)
-            assert not readable, "the server closed an idle keep-alive connection"
-            connection.sendall(request)
-            assert connection.recv(65536).startswith(b"HTTP/1.1 200")
+        connection.request("GET", "/livez")
+        first = connection.getresponse()
+        assert first.status == 200 and first.read()  # the whole answer: nothing more is due on this socket
+        sock = connection.sock
+        # Idle past uvicorn's default: the server must not close (the socket would turn readable, at EOF).
+        readable, _, _ = select.select([sock], [], [], 7.0)
+        assert not readable, "the server closed an idle keep-alive connection"
+        connection.request("GET", "/livez")
+        assert connection.getresponse().status == 200 and connection.sock is sock  # the same connection
     finally:
+        connection.close()
         api.stop()
