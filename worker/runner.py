@@ -181,8 +181,10 @@ class JobRunner:
 
     def _pause(self, job: Job, started: float, message: str) -> RunOutcome:
         # Like a graceful requeue, a pause is not the job's fault: it does not use up an attempt.
+        wall = time.monotonic() - started  # measured once: a write retried through an outage must not charge it
+
         def pause(session: Session) -> Job:
-            usage = self._usage(session, job, started)
+            usage = self._usage(session, job, wall)
             return jobs.pause_stopped_job(session, job.id, message, self.worker_id, **attempts.refunded(), **usage)
 
         try:
@@ -213,13 +215,12 @@ class JobRunner:
             tokenized_cache_dir=root / "cache" / "tokenized",
         )
 
-    def _usage(self, session: Session, job: Job, started: float) -> dict[str, Any]:
+    def _usage(self, session: Session, job: Job, wall: float) -> dict[str, Any]:
         """Cost of this attempt on the devices recorded at claim, added to what earlier attempts cost.
 
         Also told in the job's history, in the transaction that charges it: the job's totals add up every
         attempt, and a job on N GPUs pays N GPU-seconds per second.
         """
-        wall = time.monotonic() - started
         charge = attempt_charge(self.settings, str(job.device), str(job.device_name), wall, job.gpus)
         message = f"charged {job.gpus} x {wall:.1f} s = {charge.gpu_seconds:.1f} GPU-seconds on {job.device_name}"
         data = {"gpus": job.gpus, "seconds": wall, "gpu_seconds": charge.gpu_seconds, "cost_usd": charge.cost_usd}
@@ -228,6 +229,7 @@ class JobRunner:
 
     def _requeue(self, job: Job, started: float, message: str, graceful: bool = False) -> RunOutcome:
         queue = job_queue(connect_redis(self.settings), self.settings)
+        wall = time.monotonic() - started
 
         def requeue(session: Session) -> Job:
             # A graceful stop is not the job's fault: it does not use up an attempt.
@@ -240,7 +242,7 @@ class JobRunner:
                 message,
                 owner=self.worker_id,
                 **attempt,
-                **self._usage(session, job, started),
+                **self._usage(session, job, wall),
             )
 
         try:
@@ -253,8 +255,10 @@ class JobRunner:
     def _finish(
         self, job: Job, started: float, status: JobStatus, message: str, details: str | None = None, **values: Any
     ) -> RunOutcome:
+        wall = time.monotonic() - started
+
         def finish(session: Session) -> Job:
-            usage = self._usage(session, job, started)
+            usage = self._usage(session, job, wall)
             done = jobs.finish_job(session, job.id, status, message, owner=self.worker_id, **usage, **values)
             if status is JobStatus.SUCCEEDED:
                 result_files.attach_metrics_csv(session, self.settings, done)
