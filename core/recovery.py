@@ -28,9 +28,9 @@ from core.cost import attempt_charge
 from core.db import engine_for, transaction
 from core.errors import IllegalTransition
 from core.models import Job
-from core.queue import enqueue_job, queued_job_ids
 from core.settings import Settings
 from core.states import JobStatus
+from core.wakeups import wake_jobs_without_message
 
 log = logging.getLogger(__name__)
 
@@ -107,13 +107,8 @@ def reenqueue_forgotten_jobs(settings: Settings, queue: Queue, report: RecoveryR
         waiting = list(
             session.scalars(select(Job.id).where(Job.status == JobStatus.QUEUED.value, Job.updated_at <= cutoff))
         )
-    if not waiting:
-        return
-    present = queued_job_ids(queue)
-    for job_id in waiting:
-        if job_id not in present:
-            enqueue_job(queue, job_id, settings)
-            report.reenqueued.append(job_id)
+    if waiting:
+        report.reenqueued.extend(wake_jobs_without_message(settings, queue, waiting))
 
 
 @contextmanager

@@ -30,10 +30,10 @@ from core import jobs
 from core.db import after_commit
 from core.gpu_reservations import WorkerGpus, free_gpus, lock_host, reserve
 from core.models import Job
-from core.queue import enqueue_job, queued_job_ids
 from core.quotas import tenants_at_running_limit
 from core.settings import Settings
 from core.states import JobStatus
+from core.wakeups import wake_jobs_without_message
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +148,7 @@ def wake_waiting_jobs(session: Session, settings: Settings, queue: Queue, count:
 
     def send() -> None:
         try:
-            present = queued_job_ids(queue)
-            for job_id in waiting:
-                if job_id not in present:
-                    enqueue_job(queue, job_id, settings)
+            wake_jobs_without_message(settings, queue, waiting)
         except RedisError:
             log.warning("could not wake %s; the reconciler will", waiting)
 

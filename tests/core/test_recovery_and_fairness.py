@@ -16,6 +16,7 @@ from core.recovery import RecoveryReport, recover_lost_jobs, reenqueue_forgotten
 from core.scheduling import claim_next_job
 from core.settings import Settings
 from core.states import JobStatus
+from core.wakeups import wake_jobs_without_message
 from tests.conftest import submit_in_database
 
 
@@ -115,6 +116,21 @@ def test_reconciler_enqueues_only_queued_jobs_without_a_message(
     reenqueue_forgotten_jobs(settings, queue, second)
     assert second.reenqueued == []  # each has its message now
     assert queued_job_ids(queue) == set(ids)
+
+
+def test_a_job_that_leaves_the_queue_after_the_reconciler_read_it_keeps_no_message(
+    settings: Settings, redis_client: redis.Redis, tiny_model: Path, sample_dataset: Path
+) -> None:
+    """The reconciler read the job as queued and without a message; it was cancelled (and its messages removed)
+    before the reconciler sent one. CI once caught that window: the message outlived the cancelled job."""
+    queue = job_queue(redis_client, settings)
+    kept, cancelled = (_submit(settings, tiny_model, sample_dataset, "t") for _ in range(2))
+    redis_client.flushdb()
+    with transaction(settings.resolved_database_url) as session:
+        jobs.cancel_job(session, queue, tenant="t", job_id=cancelled)
+    read_as_queued = [kept, cancelled]  # what the reconciler's earlier read saw
+    assert wake_jobs_without_message(settings, queue, read_as_queued) == [kept]
+    assert queue.get_job_ids() and queued_job_ids(queue) == {kept}
 
 
 def test_machine_failures_are_retried_and_user_errors_are_not() -> None:
