@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from api.body_limit import BodySizeLimit
 from api.errors import install_error_handlers
 from api.idempotency import IdempotencyKeys
-from api.load_shedding import ConcurrencyLimit
+from api.load_shedding import install_load_shedding
 from api.metrics import install_metrics
 from api.routes import dashboard, files, finetune, health, stream, v1, webhooks
 from core.metrics.exposition import api_registry
@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost last: the size cap applies before an idempotent request's body is spooled.
     app.add_middleware(IdempotencyKeys, settings=settings)
     app.add_middleware(BodySizeLimit, settings=settings)
-    app.add_middleware(ConcurrencyLimit, settings=settings)  # outermost: sheds load before any work is done
+    install_load_shedding(app, settings)  # outermost: sheds load before any work is done
     app.include_router(health.router)
     app.include_router(files.router)
     app.include_router(finetune.router)

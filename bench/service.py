@@ -248,6 +248,7 @@ def main() -> None:
     parser.add_argument("--queued", type=int, default=0, help="queued jobs to bulk-insert first")
     parser.add_argument("--finished", type=int, default=0, help="finished jobs to bulk-insert first")
     parser.add_argument("--dispatches", type=int, default=3, help="dispatch latency samples (0: skip)")
+    parser.add_argument("--ops", nargs="+", choices=["submit", "status", "list"], default=["submit", "status", "list"])
     args = parser.parse_args()
 
     from trainer.sample_data import write_sample_dataset
@@ -303,7 +304,7 @@ def main() -> None:
             print(json.dumps({**header, "seeded_s": seeded_s, **claim}))
             server = psutil.Process(api.process.pid)
             for clients in args.clients:
-                for op in ops:
+                for op in (op for op in ops if op.name in args.ops):
                     result = load(base_url, key, clients, args.seconds, op, server)
                     print(json.dumps({**header, "op": op.name, **result}), flush=True)
             if args.dispatches and not args.queued:  # with a backlog the worker rightly claims older jobs first

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import DateTime, Engine, create_engine, event
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -119,6 +119,61 @@ def read_session_factory(url: str) -> sessionmaker[Session]:
     Same pool as ``session_factory``; each statement sees the latest committed data on its own.
     """
     return sessionmaker(engine_for(url).execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+
+
+@lru_cache(maxsize=8)
+def loop_read_session_factory(url: str) -> sessionmaker[Session]:
+    """Sessions for the reads the API runs on its event loop (api.deps.Reader): autocommit, on a pool of their own.
+
+    The loop runs one such read at a time, from checkout to release, so a
+    connection or two serve every read of a process, and a checkout never
+    waits behind connections the threadpool holds (a wait would stall the
+    whole loop). No pre-ping: a ping is a round trip per read; a connection
+    the database dropped fails instead, and ``read_with_one_retry`` runs the
+    read again on a fresh one. A statement timeout bounds how long any read
+    can hold the loop.
+    """
+    return sessionmaker(_loop_read_engine(url).execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+
+
+def _loop_read_engine(url: str) -> Engine:
+    from core.settings import get_settings
+
+    settings = get_settings()
+    # Several apps served in one process (tests) share this pool, each on its own loop: hence the overflow.
+    pool: dict[str, Any] = {"pool_size": 1, "max_overflow": 4, "pool_timeout": settings.database_pool_timeout_seconds}
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30}, **pool)
+        event.listen(engine, "connect", _tune_sqlite)  # WAL: a read never waits for a writer
+        return engine
+    engine = create_engine(url, json_deserializer=orjson.loads, **pool)
+    timeout_ms = int(settings.api_read_timeout_seconds * 1000)
+
+    @event.listens_for(engine, "connect")
+    def _bound_statements(dbapi_connection: Any, _record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET statement_timeout = {timeout_ms}")
+        dbapi_connection.commit()
+
+    return engine
+
+
+def read_with_one_retry(factory: sessionmaker[Session], work: Callable[[Session], T]) -> T:
+    """Run a read on a session of ``factory``; once more if the connection turned out to be dead.
+
+    SQLAlchemy invalidates the pool's older connections when it sees one was
+    dropped (a database restart, an idle timeout), so the second try connects
+    afresh. A read changes nothing, so running it twice is safe.
+    """
+    try:
+        with factory() as session:
+            return work(session)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        log.warning("a pooled database connection was dropped; reading again on a new one")
+        with factory() as session:
+            return work(session)
 
 
 @contextmanager

@@ -134,6 +134,12 @@ class Settings(BaseSettings):
     api_max_queue_wait_seconds: float = Field(
         default=0.5, ge=0, description="how long a request waits for a free slot before a 503 with Retry-After"
     )
+    api_read_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="statement timeout of the reads GET requests run on the API's event loop (PostgreSQL); they "
+        "are index lookups of milliseconds, and a read that hung would hold every request of its process",
+    )
     max_request_body_bytes: int = Field(default=1 << 20, ge=1024, description="JSON request bodies; uploads excepted")
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60, description="how long an Idempotency-Key holds")
     heartbeat_interval_seconds: float = Field(default=5.0, gt=0, description="how often a running job beats")

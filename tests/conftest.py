@@ -191,10 +191,12 @@ def serve(settings: Settings, app: Any = None) -> Iterator[str]:
     import uvicorn
 
     from api.main import create_app
+    from api.serving import server_options
     from tuneq.processes import free_port
 
     port = free_port()
-    config = uvicorn.Config(app or create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    options = server_options(settings)
+    config = uvicorn.Config(app or create_app(settings), host="127.0.0.1", port=port, log_level="warning", **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

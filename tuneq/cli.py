@@ -28,6 +28,7 @@ def api(
     with resolved_settings(own_redis=True) as settings:
         use_multiprocess_dir(settings)  # before anything imports prometheus_client
         from api.main import create_app
+        from api.serving import server_options
 
         bind = host or settings.api_host
         try:
@@ -43,9 +44,7 @@ def api(
             workers=settings.api_workers,
             host=bind,
             port=port or settings.api_port,
-            access_log=settings.api_access_log,
-            timeout_keep_alive=settings.api_keep_alive_seconds,
-            timeout_graceful_shutdown=5,  # open event streams would otherwise hold a shutdown forever
+            **server_options(settings),
         )
 
 

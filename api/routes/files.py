@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, UploadFile
 from fastapi.responses import FileResponse
+from sqlalchemy.orm import Session
 
-from api.deps import CurrentTenant, SessionDep, SettingsDep
+from api.deps import CurrentTenant, ReaderDep, SessionDep, SettingsDep
 from api.errors import ERROR_RESPONSES
 from api.schemas import Cursor, FileId, FileList
 from core import files
@@ -27,20 +28,22 @@ def upload_file(file: UploadFile, tenant: CurrentTenant, session: SessionDep, se
 
 
 @router.get("", response_model=FileList)
-def list_files(
-    tenant: CurrentTenant,
-    session: SessionDep,
+async def list_files(
+    read: ReaderDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     after: Annotated[Cursor | None, Query(description="id of the last file of the previous page")] = None,
 ) -> FileList:
-    page = files.list_files(session, tenant=tenant, limit=limit, after=after)
-    data = [file_view(record) for record in page.items]
-    return FileList(data=data, has_more=page.has_more, next_cursor=data[-1].id if page.has_more else None)
+    def page(session: Session, tenant: str) -> FileList:
+        found = files.list_files(session, tenant=tenant, limit=limit, after=after)
+        data = [file_view(record) for record in found.items]
+        return FileList(data=data, has_more=found.has_more, next_cursor=data[-1].id if found.has_more else None)
+
+    return read(page)
 
 
 @router.get("/{file_id}", response_model=FileView)
-def get_file(file_id: FileId, tenant: CurrentTenant, session: SessionDep) -> FileView:
-    return file_view(files.get_file(session, tenant=tenant, file_id=file_id))
+async def get_file(file_id: FileId, read: ReaderDep) -> FileView:
+    return read(lambda session, tenant: file_view(files.get_file(session, tenant=tenant, file_id=file_id)))
 
 
 @router.get("/{file_id}/content", response_class=FileResponse)

@@ -7,8 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import FileResponse
+from sqlalchemy.orm import Session
 
-from api.deps import CurrentTenant, QueueDep, SessionDep, SettingsDep
+from api.deps import CurrentTenant, QueueDep, ReaderDep, SessionDep, SettingsDep, WriterDep
 from api.downloads import archive_response
 from api.errors import ERROR_RESPONSES
 from api.schemas import (
@@ -47,104 +48,104 @@ def _new_job(body: FineTuneRequest) -> jobs.NewJob:
 
 
 @router.post("", status_code=202, response_model=JobView)
-def create_fine_tune(
-    body: FineTuneRequest,
-    response: Response,
-    tenant: CurrentTenant,
-    session: SessionDep,
-    settings: SettingsDep,
-    queue: QueueDep,
+async def create_fine_tune(
+    body: FineTuneRequest, response: Response, write: WriterDep, settings: SettingsDep, queue: QueueDep
 ) -> JobView:
     """Validate, record the job with its estimate, and queue it (the message goes out once the row is committed)."""
-    with session.begin():
-        job = jobs.submit_job(session, settings, queue, tenant=tenant, new=_new_job(body))
-    response.headers["Location"] = f"/finetune/{job.id}"
-    return job_view(job)
+    new = _new_job(body)
+    view = await write(
+        lambda session, tenant: job_view(jobs.submit_job(session, settings, queue, tenant=tenant, new=new))
+    )
+    response.headers["Location"] = f"/finetune/{view.id}"
+    return view
 
 
 @router.post("/estimate", response_model=Estimate)
-def estimate_fine_tune(
-    body: FineTuneRequest, tenant: CurrentTenant, session: SessionDep, settings: SettingsDep
-) -> Estimate:
+async def estimate_fine_tune(body: FineTuneRequest, write: WriterDep, settings: SettingsDep) -> Estimate:
     """What the job would cost, before paying: tokens (the model's own tokenizer), "auto" resolved, steps,
     time, USD and finish time on the device a live worker has (else the configured one). Creates nothing."""
-    with session.begin():
-        return jobs.estimate_job(session, settings, tenant=tenant, new=_new_job(body))
+    new = _new_job(body)
+    return await write(lambda session, tenant: jobs.estimate_job(session, settings, tenant=tenant, new=new))
 
 
 @router.get("", response_model=JobList)
-def list_fine_tunes(
-    tenant: CurrentTenant,
-    session: SessionDep,
+async def list_fine_tunes(
+    read: ReaderDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     after: Annotated[Cursor | None, Query(description="id of the last job of the previous page")] = None,
 ) -> JobList:
-    page = jobs.list_jobs(session, tenant=tenant, limit=limit, after=after)
-    data = [job_view(job) for job in page.items]
-    return JobList(data=data, has_more=page.has_more, next_cursor=data[-1].id if page.has_more else None)
+    def page(session: Session, tenant: str) -> JobList:
+        found = jobs.list_jobs(session, tenant=tenant, limit=limit, after=after)
+        data = [job_view(job) for job in found.items]
+        return JobList(data=data, has_more=found.has_more, next_cursor=data[-1].id if found.has_more else None)
+
+    return read(page)
 
 
 @router.get("/{job_id}", response_model=JobView)
-def get_fine_tune(job_id: JobId, tenant: CurrentTenant, session: SessionDep) -> JobView:
-    return job_view(jobs.get_job(session, tenant=tenant, job_id=job_id))
+async def get_fine_tune(job_id: JobId, read: ReaderDep) -> JobView:
+    return read(lambda session, tenant: job_view(jobs.get_job(session, tenant=tenant, job_id=job_id)))
 
 
 @router.post("/{job_id}/cancel", response_model=JobView)
-def cancel_fine_tune(job_id: JobId, tenant: CurrentTenant, session: SessionDep, queue: QueueDep) -> JobView:
+async def cancel_fine_tune(job_id: JobId, write: WriterDep, queue: QueueDep) -> JobView:
     """Cancel: a queued job ends at once; a running one stops at its next training step."""
-    with session.begin():
-        job = jobs.cancel_job(session, queue, tenant=tenant, job_id=job_id)
-    return job_view(job)
+    return await write(lambda session, tenant: job_view(jobs.cancel_job(session, queue, tenant=tenant, job_id=job_id)))
 
 
 @router.post("/{job_id}/pause", response_model=JobView)
-def pause_fine_tune(job_id: JobId, tenant: CurrentTenant, session: SessionDep, queue: QueueDep) -> JobView:
+async def pause_fine_tune(job_id: JobId, write: WriterDep, queue: QueueDep) -> JobView:
     """Pause: a queued job is held at once; a running one checkpoints at its next step and frees its GPU."""
-    with session.begin():
-        job = jobs.pause_job(session, queue, tenant=tenant, job_id=job_id)
-    return job_view(job)
+    return await write(lambda session, tenant: job_view(jobs.pause_job(session, queue, tenant=tenant, job_id=job_id)))
 
 
 @router.post("/{job_id}/resume", response_model=JobView)
-def resume_fine_tune(
-    job_id: JobId, tenant: CurrentTenant, session: SessionDep, settings: SettingsDep, queue: QueueDep
-) -> JobView:
+async def resume_fine_tune(job_id: JobId, write: WriterDep, settings: SettingsDep, queue: QueueDep) -> JobView:
     """Queue a paused job again (it continues from its checkpoint), or withdraw a pending pause."""
-    with session.begin():
-        job = jobs.resume_job(session, settings, queue, tenant=tenant, job_id=job_id)
-    return job_view(job)
-
-
-@router.get("/{job_id}/metrics", response_model=MetricList)
-def get_metrics(
-    job_id: JobId,
-    tenant: CurrentTenant,
-    session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
-    after: Annotated[int | None, Query(ge=0, le=MAX_METRIC_ID, description="next_cursor of the previous page")] = None,
-) -> MetricList:
-    jobs.get_job(session, tenant=tenant, job_id=job_id)
-    page = jobs.job_metrics(session, job_id, after, limit)
-    return MetricList(
-        data=[metric_view(m) for m in page.items],
-        has_more=page.has_more,
-        next_cursor=page.items[-1].id if page.has_more else None,
+    return await write(
+        lambda session, tenant: job_view(jobs.resume_job(session, settings, queue, tenant=tenant, job_id=job_id))
     )
 
 
+@router.get("/{job_id}/metrics", response_model=MetricList)
+async def get_metrics(
+    job_id: JobId,
+    read: ReaderDep,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+    after: Annotated[int | None, Query(ge=0, le=MAX_METRIC_ID, description="next_cursor of the previous page")] = None,
+) -> MetricList:
+    def page(session: Session, tenant: str) -> MetricList:
+        jobs.get_job(session, tenant=tenant, job_id=job_id)
+        found = jobs.job_metrics(session, job_id, after, limit)
+        return MetricList(
+            data=[metric_view(m) for m in found.items],
+            has_more=found.has_more,
+            next_cursor=found.items[-1].id if found.has_more else None,
+        )
+
+    return read(page)
+
+
 @router.get("/{job_id}/events", response_model=EventList)
-def get_events(job_id: JobId, tenant: CurrentTenant, session: SessionDep) -> EventList:
-    jobs.get_job(session, tenant=tenant, job_id=job_id)
-    return EventList(data=[event_view(e) for e in jobs.job_events(session, job_id)])
+async def get_events(job_id: JobId, read: ReaderDep) -> EventList:
+    def events(session: Session, tenant: str) -> EventList:
+        jobs.get_job(session, tenant=tenant, job_id=job_id)
+        return EventList(data=[event_view(e) for e in jobs.job_events(session, job_id)])
+
+    return read(events)
 
 
 @router.get("/{job_id}/webhooks", response_model=WebhookDeliveryList)
-def get_webhook_deliveries(job_id: JobId, tenant: CurrentTenant, session: SessionDep) -> WebhookDeliveryList:
+async def get_webhook_deliveries(job_id: JobId, read: ReaderDep) -> WebhookDeliveryList:
     """The job's webhook deliveries, in event order, each with its attempts."""
-    jobs.get_job(session, tenant=tenant, job_id=job_id)
-    deliveries = webhook_outbox.job_deliveries(session, job_id)
-    attempts = webhook_outbox.delivery_attempts(session, [d.id for d in deliveries])
-    return WebhookDeliveryList(data=[delivery_view(d, attempts[d.id]) for d in deliveries])
+
+    def deliveries(session: Session, tenant: str) -> WebhookDeliveryList:
+        jobs.get_job(session, tenant=tenant, job_id=job_id)
+        found = webhook_outbox.job_deliveries(session, job_id)
+        attempts = webhook_outbox.delivery_attempts(session, [d.id for d in found])
+        return WebhookDeliveryList(data=[delivery_view(d, attempts[d.id]) for d in found])
+
+    return read(deliveries)
 
 
 @router.get("/{job_id}/adapter", response_class=FileResponse)
@@ -160,18 +161,21 @@ def download_merged(job_id: JobId, tenant: CurrentTenant, session: SessionDep, s
 
 
 @router.get("/{job_id}/checkpoints", response_model=CheckpointList)
-def get_checkpoints(
+async def get_checkpoints(
     job_id: JobId,
-    tenant: CurrentTenant,
-    session: SessionDep,
+    read: ReaderDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     after: Annotated[Cursor | None, Query(description="id of the last checkpoint of the previous page")] = None,
 ) -> CheckpointList:
     """Every checkpoint the job saved, newest first; those removed by retention say so."""
-    jobs.get_job(session, tenant=tenant, job_id=job_id)
-    page = checkpoints.list_checkpoints(session, job_id, limit=limit, after=after)
-    data = [checkpoint_view(row) for row in page.items]
-    return CheckpointList(data=data, has_more=page.has_more, next_cursor=data[-1].id if page.has_more else None)
+
+    def page(session: Session, tenant: str) -> CheckpointList:
+        jobs.get_job(session, tenant=tenant, job_id=job_id)
+        found = checkpoints.list_checkpoints(session, job_id, limit=limit, after=after)
+        data = [checkpoint_view(row) for row in found.items]
+        return CheckpointList(data=data, has_more=found.has_more, next_cursor=data[-1].id if found.has_more else None)
+
+    return read(page)
 
 
 @router.get("/{job_id}/checkpoints/{checkpoint_id}/archive", response_class=FileResponse)

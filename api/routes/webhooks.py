@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from api.deps import CurrentTenant, SessionDep, SettingsDep
+from api.deps import CurrentTenant, ReaderDep, SessionDep, SettingsDep
 from api.errors import ERROR_RESPONSES
 from api.schemas import WebhookDeliveryId, WebhookEndpointId, WebhookEndpointList, WebhookEndpointRequest
 from core import webhook_endpoints, webhook_outbox
@@ -42,17 +42,21 @@ def create_webhook_endpoint(
 
 
 @router.get("/webhook_endpoints", response_model=WebhookEndpointList)
-def list_webhook_endpoints(tenant: CurrentTenant, session: SessionDep) -> WebhookEndpointList:
-    return WebhookEndpointList(
-        data=[endpoint_view(e) for e in webhook_endpoints.list_endpoints(session, tenant=tenant)]
+async def list_webhook_endpoints(read: ReaderDep) -> WebhookEndpointList:
+    return read(
+        lambda session, tenant: WebhookEndpointList(
+            data=[endpoint_view(e) for e in webhook_endpoints.list_endpoints(session, tenant=tenant)]
+        )
     )
 
 
 @router.get("/webhook_endpoints/{endpoint_id}", response_model=WebhookEndpointView)
-def get_webhook_endpoint(
-    endpoint_id: WebhookEndpointId, tenant: CurrentTenant, session: SessionDep
-) -> WebhookEndpointView:
-    return endpoint_view(webhook_endpoints.get_endpoint(session, tenant=tenant, endpoint_id=endpoint_id))
+async def get_webhook_endpoint(endpoint_id: WebhookEndpointId, read: ReaderDep) -> WebhookEndpointView:
+    return read(
+        lambda session, tenant: endpoint_view(
+            webhook_endpoints.get_endpoint(session, tenant=tenant, endpoint_id=endpoint_id)
+        )
+    )
 
 
 @router.delete("/webhook_endpoints/{endpoint_id}", status_code=204)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import httpx
 import pytest
+from starlette.types import Receive, Scope, Send
 
+from api.load_shedding import ConcurrencyLimit, LoopBacklog
 from core.db import engine_for
 from core.settings import Settings, get_settings
 from tests.conftest import ONE_AT_A_TIME, api_client, create_api_key, serve
@@ -25,14 +28,16 @@ def test_exhausted_database_pool_answers_503_with_retry_after(
     monkeypatch.setenv("TUNEQ_DATABASE_POOL_TIMEOUT_SECONDS", "0.2")
     get_settings.cache_clear()
     try:
+        # A write: reads run on the event loop with a pool of their own (api.deps.Reader).
+        unknown = "/finetune/ftjob-000000000000000000000000/cancel"
         with serve(get_settings()) as url, api_client(url, key) as client:
-            assert client.get("/finetune").status_code == 200
+            assert client.post(unknown).status_code == 404
             with engine_for(small).connect():  # every connection of the pool is busy
-                response = client.get("/finetune")
+                response = client.post(unknown)
             assert response.status_code == 503, response.text
             assert response.headers["Retry-After"] == "1"
             assert response.json()["error"]["code"] == "overloaded"
-            assert client.get("/finetune").status_code == 200  # and serves again once one is free
+            assert client.post(unknown).status_code == 404  # and serves again once one is free
     finally:
         engine_for(small).dispose()
         get_settings.cache_clear()
@@ -64,3 +69,28 @@ def test_200_concurrent_clients_each_get_2xx_429_or_503_and_none_hangs(
     assert failures == []
     assert len(answers) == 600
     assert set(answers) <= {200, 202, 429, 503}, sorted(set(answers))
+
+
+def test_requests_that_waited_too_long_behind_a_busy_event_loop_are_shed_at_once(settings: Settings) -> None:
+    """Reads run on the event loop; 30 requests that each hold it for 0.1 s would make the last wait 3 s.
+    Once the loop is more than the allowed wait (0.25 s here) behind, the rest are answered 503 at once."""
+
+    async def holds_the_loop(scope: Scope, receive: Receive, send: Send) -> None:
+        time.sleep(0.1)  # a read on the loop, as api.deps.Reader runs them
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    limits = settings.model_copy(update={"api_max_queue_wait_seconds": 0.25, "api_max_concurrent_requests": 100})
+    answers: list[httpx.Response] = []
+
+    async def thirty_at_once(url: str) -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=30, limits=httpx.Limits(max_connections=30)) as http:
+            answers.extend(await asyncio.gather(*(http.get("/any") for _ in range(30))))
+
+    with serve(limits, app=ConcurrencyLimit(holds_the_loop, limits, LoopBacklog())) as url:
+        asyncio.run(thirty_at_once(url))
+    shed = [answer for answer in answers if answer.status_code == 503]
+    served = [answer for answer in answers if answer.status_code == 200]
+    assert len(served) + len(shed) == 30 and served and shed, [answer.status_code for answer in answers]
+    assert all(answer.headers["Retry-After"] == "1" for answer in shed)
+    assert shed[0].json()["error"]["code"] == "overloaded"

@@ -11,10 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event
+from sqlalchemy import Engine, event, text
 
 from core import jobs
-from core.db import engine_for, transaction
+from core.db import engine_for, loop_read_session_factory, transaction
 from core.settings import Settings
 from tests.conftest import TENANT, api_client, serve, submit_in_database
 
@@ -32,10 +32,17 @@ class DatabaseUse:
     statements: list[str] = field(default_factory=list)
 
 
+def _loop_read_engine(settings: Settings) -> Engine:
+    engine: Engine = loop_read_session_factory(settings.resolved_database_url).kw["bind"]
+    return engine.engine  # the engine under the autocommit options
+
+
 @contextmanager
 def database_use(settings: Settings) -> Iterator[DatabaseUse]:
-    """What the API (served in this process) asks of the database meanwhile."""
-    engine = engine_for(settings.resolved_database_url)
+    """What the API (served in this process) asks of the database meanwhile, on either of its pools."""
+    pools = {
+        engine.pool: engine for engine in (engine_for(settings.resolved_database_url), _loop_read_engine(settings))
+    }
     use = DatabaseUse()
 
     def checkout(*_: Any) -> None:
@@ -44,13 +51,15 @@ def database_use(settings: Settings) -> Iterator[DatabaseUse]:
     def statement(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
         use.statements.append(sql)
 
-    event.listen(engine.pool, "checkout", checkout)
-    event.listen(engine, "before_cursor_execute", statement)
+    for pool, engine in pools.items():
+        event.listen(pool, "checkout", checkout)
+        event.listen(engine, "before_cursor_execute", statement)
     try:
         yield use
     finally:
-        event.remove(engine.pool, "checkout", checkout)
-        event.remove(engine, "before_cursor_execute", statement)
+        for pool, engine in pools.items():
+            event.remove(pool, "checkout", checkout)
+            event.remove(engine, "before_cursor_execute", statement)
 
 
 def _train(settings: Settings, job_id: str, losses: list[float | None]) -> None:
@@ -90,3 +99,20 @@ def test_list_page_is_two_statements_however_many_jobs_it_holds(
         v1 = reader.get("/v1/fine_tuning/jobs", params={"limit": 100}).raise_for_status().json()["data"]
     assert (use.checkouts, len(use.statements)) == (1, 2), use.statements
     assert {job["id"] for job in v1} == set(ids)
+
+
+def test_a_read_on_a_connection_the_database_dropped_is_answered_on_a_new_one(
+    settings: Settings, reader: httpx.Client, tiny_model: Path, sample_dataset: Path
+) -> None:
+    """Reads on the event loop skip the pool's pre-ping (a round trip each); a restart or an idle timeout that
+    dropped their pooled connection costs a second try, never an error."""
+    job_id = submit_in_database(settings, TENANT, tiny_model, sample_dataset)
+    reader.get(f"/finetune/{job_id}").raise_for_status()  # the read pool now holds one idle connection
+    with loop_read_session_factory(settings.resolved_database_url)() as session:
+        pooled = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    with engine_for(settings.resolved_database_url).connect() as conn:
+        assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pooled}).scalar_one()
+    with database_use(settings) as use:
+        answer = reader.get(f"/finetune/{job_id}")
+    assert answer.status_code == 200 and answer.json()["id"] == job_id, answer.text
+    assert use.checkouts == 2  # the dead connection, then a new one

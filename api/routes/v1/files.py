@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, UploadFile
 from fastapi.responses import FileResponse
+from sqlalchemy.orm import Session
 
-from api.deps import CurrentTenant, SessionDep, SettingsDep
+from api.deps import CurrentTenant, ReaderDep, SessionDep, SettingsDep
 from api.errors import ERROR_RESPONSES
 from api.routes.v1.objects import FileDeleted, FileList, FileObject, file_object
 from api.schemas import Cursor, FileId
@@ -38,26 +39,28 @@ def create_file(
 
 
 @router.get("", response_model=FileList)
-def list_files(
-    tenant: CurrentTenant,
-    session: SessionDep,
+async def list_files(
+    read: ReaderDep,
     limit: Annotated[int, Query(ge=1, le=10000)] = 20,
     after: Annotated[Cursor | None, Query(description="id of the last file of the previous page")] = None,
     purpose: str | None = None,
 ) -> FileList:
-    page = files.list_files(session, tenant=tenant, limit=limit, after=after)
-    data = [file_object(r) for r in page.items if purpose is None or r.purpose == purpose]
-    return FileList(
-        data=data,
-        has_more=page.has_more,
-        first_id=page.items[0].id if page.items else None,
-        last_id=page.items[-1].id if page.items else None,
-    )
+    def page(session: Session, tenant: str) -> FileList:
+        found = files.list_files(session, tenant=tenant, limit=limit, after=after)
+        data = [file_object(r) for r in found.items if purpose is None or r.purpose == purpose]
+        return FileList(
+            data=data,
+            has_more=found.has_more,
+            first_id=found.items[0].id if found.items else None,
+            last_id=found.items[-1].id if found.items else None,
+        )
+
+    return read(page)
 
 
 @router.get("/{file_id}", response_model=FileObject)
-def retrieve_file(file_id: FileId, tenant: CurrentTenant, session: SessionDep) -> FileObject:
-    return file_object(files.get_file(session, tenant=tenant, file_id=file_id))
+async def retrieve_file(file_id: FileId, read: ReaderDep) -> FileObject:
+    return read(lambda session, tenant: file_object(files.get_file(session, tenant=tenant, file_id=file_id)))
 
 
 @router.get("/{file_id}/content", response_class=FileResponse)

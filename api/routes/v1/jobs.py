@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.orm import Session
 
-from api.deps import CurrentTenant, QueueDep, SessionDep, SettingsDep
+from api.deps import CurrentTenant, QueueDep, ReaderDep, SessionDep, SettingsDep, WriterDep
 from api.downloads import archive_response
 from api.errors import ERROR_RESPONSES
 from api.routes.v1.objects import (
@@ -60,10 +61,9 @@ def _view(job: Job) -> FineTuningJob:
 
 
 @router.post("", response_model=FineTuningJob | Estimate)
-def create_job(
+async def create_job(
     body: CreateFineTuningJob,
-    tenant: CurrentTenant,
-    session: SessionDep,
+    write: WriterDep,
     settings: SettingsDep,
     queue: QueueDep,
     dry_run: Annotated[
@@ -91,11 +91,13 @@ def create_job(
         suffix=body.suffix,
         gpus=options.gpus,
     )
-    with session.begin():
+
+    def create(session: Session, tenant: str) -> FineTuningJob | Estimate:
         if dry_run:
             return jobs.estimate_job(session, settings, tenant=tenant, new=new)
-        job = jobs.submit_job(session, settings, queue, tenant=tenant, new=new)
-    return _view(job)
+        return _view(jobs.submit_job(session, settings, queue, tenant=tenant, new=new))
+
+    return await write(create)
 
 
 def _metadata_filter(request: Request) -> dict[str, str]:
@@ -111,83 +113,86 @@ def _metadata_filter(request: Request) -> dict[str, str]:
 
 
 @router.get("", response_model=FineTuningJobList)
-def list_jobs(
+async def list_jobs(
     request: Request,
-    tenant: CurrentTenant,
-    session: SessionDep,
+    read: ReaderDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     after: Annotated[Cursor | None, Query(description="id of the last job of the previous page")] = None,
 ) -> FineTuningJobList:
     """Newest first; filter with ``metadata[key]=value``."""
-    page = jobs.list_jobs(session, tenant=tenant, limit=limit, after=after, metadata=_metadata_filter(request))
-    data = [_view(job) for job in page.items]
-    return FineTuningJobList(data=data, has_more=page.has_more)
+    metadata = _metadata_filter(request)
+
+    def page(session: Session, tenant: str) -> FineTuningJobList:
+        found = jobs.list_jobs(session, tenant=tenant, limit=limit, after=after, metadata=metadata)
+        return FineTuningJobList(data=[_view(job) for job in found.items], has_more=found.has_more)
+
+    return read(page)
 
 
 @router.get("/{job_id}", response_model=FineTuningJob)
-def retrieve_job(job_id: JobId, tenant: CurrentTenant, session: SessionDep) -> FineTuningJob:
-    return _view(jobs.get_job(session, tenant=tenant, job_id=job_id))
+async def retrieve_job(job_id: JobId, read: ReaderDep) -> FineTuningJob:
+    return read(lambda session, tenant: _view(jobs.get_job(session, tenant=tenant, job_id=job_id)))
 
 
 @router.post("/{job_id}/cancel", response_model=FineTuningJob)
-def cancel_job(job_id: JobId, tenant: CurrentTenant, session: SessionDep, queue: QueueDep) -> FineTuningJob:
+async def cancel_job(job_id: JobId, write: WriterDep, queue: QueueDep) -> FineTuningJob:
     """A queued or paused job ends at once; a running one stops at its next training step."""
-    with session.begin():
-        job = jobs.cancel_job(session, queue, tenant=tenant, job_id=job_id)
-    return _view(job)
+    return await write(lambda session, tenant: _view(jobs.cancel_job(session, queue, tenant=tenant, job_id=job_id)))
 
 
 @router.post("/{job_id}/pause", response_model=FineTuningJob)
-def pause_job(job_id: JobId, tenant: CurrentTenant, session: SessionDep, queue: QueueDep) -> FineTuningJob:
+async def pause_job(job_id: JobId, write: WriterDep, queue: QueueDep) -> FineTuningJob:
     """A queued job is held at once; a running one checkpoints at its next step and frees its GPU."""
-    with session.begin():
-        job = jobs.pause_job(session, queue, tenant=tenant, job_id=job_id)
-    return _view(job)
+    return await write(lambda session, tenant: _view(jobs.pause_job(session, queue, tenant=tenant, job_id=job_id)))
 
 
 @router.post("/{job_id}/resume", response_model=FineTuningJob)
-def resume_job(
-    job_id: JobId, tenant: CurrentTenant, session: SessionDep, settings: SettingsDep, queue: QueueDep
-) -> FineTuningJob:
+async def resume_job(job_id: JobId, write: WriterDep, settings: SettingsDep, queue: QueueDep) -> FineTuningJob:
     """Queue a paused job again; it continues from its checkpoint."""
-    with session.begin():
-        job = jobs.resume_job(session, settings, queue, tenant=tenant, job_id=job_id)
-    return _view(job)
+    return await write(
+        lambda session, tenant: _view(jobs.resume_job(session, settings, queue, tenant=tenant, job_id=job_id))
+    )
 
 
 @router.get("/{job_id}/events", response_model=JobEventList)
-def list_events(
+async def list_events(
     job_id: JobId,
-    tenant: CurrentTenant,
-    session: SessionDep,
+    read: ReaderDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
     after: Annotated[str | None, Query(max_length=64, description="id of the last event of the previous page")] = None,
 ) -> JobEventList:
     """Newest first: status messages and one metrics event per logged step."""
-    job = jobs.get_job(session, tenant=tenant, job_id=job_id)
     cursor = after.removeprefix(EVENT_PREFIX) if after else None
-    page = list_feed(session, job_id, limit=limit, after=cursor, total_steps=job.total_steps)
-    return JobEventList(data=[job_event(e) for e in page.items], has_more=page.has_more)
+
+    def page(session: Session, tenant: str) -> JobEventList:
+        job = jobs.get_job(session, tenant=tenant, job_id=job_id)
+        found = list_feed(session, job_id, limit=limit, after=cursor, total_steps=job.total_steps)
+        return JobEventList(data=[job_event(e) for e in found.items], has_more=found.has_more)
+
+    return read(page)
 
 
 @router.get("/{job_id}/checkpoints", response_model=CheckpointList)
-def list_checkpoints(
+async def list_checkpoints(
     job_id: JobId,
-    tenant: CurrentTenant,
-    session: SessionDep,
+    read: ReaderDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
     after: Annotated[Cursor | None, Query(description="id of the last checkpoint of the previous page")] = None,
 ) -> CheckpointList:
     """Every checkpoint the job saved, newest first; ``deleted`` ones were removed by retention."""
-    job = jobs.get_job(session, tenant=tenant, job_id=job_id)
-    page = checkpoints.list_checkpoints(session, job_id, limit=limit, after=after)
-    data = [checkpoint_object(job, row) for row in page.items]
-    return CheckpointList(
-        data=data,
-        has_more=page.has_more,
-        first_id=data[0].id if data else None,
-        last_id=data[-1].id if data else None,
-    )
+
+    def page(session: Session, tenant: str) -> CheckpointList:
+        job = jobs.get_job(session, tenant=tenant, job_id=job_id)
+        found = checkpoints.list_checkpoints(session, job_id, limit=limit, after=after)
+        data = [checkpoint_object(job, row) for row in found.items]
+        return CheckpointList(
+            data=data,
+            has_more=found.has_more,
+            first_id=data[0].id if data else None,
+            last_id=data[-1].id if data else None,
+        )
+
+    return read(page)
 
 
 @router.get("/{job_id}/checkpoints/{checkpoint_id}/content", response_class=FileResponse)
