@@ -26,6 +26,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+# No model hub can be reached here: a hub id fails at once instead of after ~45 s of retries. Set before anything
+# imports huggingface_hub, which reads it once; subprocesses (workers, the API) inherit it.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 import httpx
 import psycopg
 import pytest
