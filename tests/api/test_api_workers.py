@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import select
+import socket
 from pathlib import Path
 
 import psutil
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
 
+from api.main import create_app
+from api.serving import NoDelayHttpProtocol, server_options
 from core.settings import Settings
 from tests.conftest import api_client, create_api_key, wait_until
 from tuneq.processes import start_api
@@ -66,3 +73,28 @@ def test_an_idle_keep_alive_connection_outlives_uvicorns_five_second_default(
     finally:
         connection.close()
         api.stop()
+
+
+def test_connections_have_nagle_off_also_on_the_socket_several_workers_share(settings: Settings) -> None:
+    """With several workers uvicorn binds the listening socket itself, without the TCP protocol number, and
+    asyncio then leaves Nagle's algorithm on: each response's body waited ~40 ms for the client's delayed ACK."""
+
+    async def accepted_nodelay(protocol_class: type[asyncio.Protocol]) -> int:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # as uvicorn binds one for its workers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        with listener, socket.create_connection(listener.getsockname()):
+            accepted, _ = listener.accept()
+            config = uvicorn.Config(app=create_app(settings), **server_options(settings))
+            config.load()
+            transport, _ = await asyncio.get_running_loop().connect_accepted_socket(
+                lambda: protocol_class(config=config, server_state=ServerState(), app_state={}),  # type: ignore[call-arg]
+                accepted,
+            )
+            try:
+                return accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            finally:
+                transport.close()
+
+    assert asyncio.run(accepted_nodelay(HttpToolsProtocol)) == 0  # the case: uvicorn's own protocol leaves it on
+    assert asyncio.run(accepted_nodelay(NoDelayHttpProtocol)) != 0
