@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from rq import Queue
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.types import Scope
 
 from api.load_shedding import LoopBacklog, Overloaded
 from core.api_keys import authenticate
@@ -123,6 +124,7 @@ class Reader:
     sessions: sessionmaker[Session]
     authorization: str | None
     backlog: LoopBacklog
+    scope: Scope  # the request's, which marks the loop probe it queued itself
 
     def __call__(self, work: Callable[[Session, str], T]) -> T:
         """``work(session, tenant)``, once the request's key is known good; its errors answer as any route's.
@@ -130,7 +132,7 @@ class Reader:
         Overloaded (503) instead if the loop is already too far behind: the check sits here, right before the
         loop is held, because requests that arrived together all pass the door before any of them reads.
         """
-        if self.backlog.too_far_behind(self.settings.api_max_queue_wait_seconds):
+        if self.backlog.too_far_behind(self.scope, self.settings.api_max_queue_wait_seconds):
             raise Overloaded
         return read_with_one_retry(
             self.sessions, lambda session: work(session, tenant_of(self.settings, session, self.authorization))
@@ -144,7 +146,7 @@ async def get_reader(
 ) -> Reader:
     header = f"{credentials.scheme} {credentials.credentials}" if credentials else None
     sessions = loop_read_session_factory(settings.resolved_database_url)
-    return Reader(settings, sessions, header, request.app.state.loop_backlog)
+    return Reader(settings, sessions, header, request.app.state.loop_backlog, request.scope)
 
 
 ReaderDep = Annotated[Reader, Depends(get_reader)]

@@ -37,25 +37,28 @@ class LoopBacklog:
 
     One probe at a time: a request that finds none queues one (``loop.call_soon``), which runs only once
     everything ready before it has run. While it waits, its age is how long a request ready now waits for
-    its turn.
+    its turn. The request that queued it is never judged by it: the loop was not behind when it came, and
+    the probe's age is then mostly its own work (a process's first request spends a second setting up).
     """
+
+    OWNER = "tuneq.loop_probe"  # scope key: the probe a request queued itself
 
     def __init__(self) -> None:
         self.probe_queued_at: float | None = None
 
-    def seconds_behind(self, loop: asyncio.AbstractEventLoop) -> float:
+    def too_far_behind(self, scope: Scope, max_wait: float) -> bool:
+        loop = asyncio.get_running_loop()
         now = loop.time()
         if self.probe_queued_at is None:
-            self.probe_queued_at = now
+            self.probe_queued_at = scope[self.OWNER] = now
             loop.call_soon(self._landed)
-            return 0.0
-        return now - self.probe_queued_at
+            return False
+        if scope.get(self.OWNER) == self.probe_queued_at:
+            return False
+        return now - self.probe_queued_at > max_wait
 
     def _landed(self) -> None:
         self.probe_queued_at = None
-
-    def too_far_behind(self, max_wait: float) -> bool:
-        return self.seconds_behind(asyncio.get_running_loop()) > max_wait
 
 
 class Overloaded(Exception):
@@ -73,7 +76,7 @@ class ConcurrencyLimit:
         if scope["type"] != "http" or scope["path"] in UNLIMITED_PATHS:
             await self.app(scope, receive, send)
             return
-        if self.backlog.too_far_behind(self.wait):
+        if self.backlog.too_far_behind(scope, self.wait):
             await overloaded_response()(scope, receive, send)
             return
         try:

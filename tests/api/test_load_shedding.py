@@ -94,3 +94,19 @@ def test_requests_that_waited_too_long_behind_a_busy_event_loop_are_shed_at_once
     assert len(served) + len(shed) == 30 and served and shed, [answer.status_code for answer in answers]
     assert all(answer.headers["Retry-After"] == "1" for answer in shed)
     assert shed[0].json()["error"]["code"] == "overloaded"
+
+
+def test_a_request_is_not_shed_for_the_time_its_own_work_took(settings: Settings) -> None:
+    """A process's first request sets things up for a second or more before its read; the probe it queued at
+    the door has aged by that much, but the loop was not behind when it came (CI saw it answered 503)."""
+    limits = settings.model_copy(update={"api_max_queue_wait_seconds": 0.25})
+    backlog = LoopBacklog()
+
+    async def slow_then_reads(scope: Scope, receive: Receive, send: Send) -> None:
+        time.sleep(0.4)  # setting up, on the loop, before the read
+        status = 503 if backlog.too_far_behind(scope, limits.api_max_queue_wait_seconds) else 200
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    with serve(limits, app=ConcurrencyLimit(slow_then_reads, limits, backlog)) as url, httpx.Client() as http:
+        assert [http.get(f"{url}/any").status_code for _ in range(3)] == [200, 200, 200]
