@@ -84,16 +84,25 @@ def lookup_tenant(settings: Settings, authorization: str | None) -> str:
         return tenant_of(settings, session, authorization)
 
 
+async def get_authorization(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> str | None:
+    """The ``Authorization`` header's value, through the bearer scheme so that OpenAPI documents it."""
+    return f"{credentials.scheme} {credentials.credentials}" if credentials else None
+
+
+AuthorizationDep = Annotated[str | None, Depends(get_authorization)]
+
+
 def current_tenant(
     request: Request,
     settings: SettingsDep,
     session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    header: AuthorizationDep,
 ) -> str:
     already: str | None = getattr(request.state, "tenant", None)  # set by IdempotencyKeys for this request
     if already is not None:
         return already
-    header = f"{credentials.scheme} {credentials.credentials}" if credentials else None
     # A read looks the key up on its own autocommit session: one connection per request. A write opens its
     # transaction (``session.begin()``) once its input is validated, and the lookup must not hold one open
     # across the route's file and Redis work, so it looks up on a session of its own.
@@ -139,14 +148,9 @@ class Reader:
         )
 
 
-async def get_reader(
-    request: Request,
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Reader:
-    header = f"{credentials.scheme} {credentials.credentials}" if credentials else None
+async def get_reader(request: Request, settings: SettingsDep, authorization: AuthorizationDep) -> Reader:
     sessions = loop_read_session_factory(settings.resolved_database_url)
-    return Reader(settings, sessions, header, request.app.state.loop_backlog, request.scope)
+    return Reader(settings, sessions, authorization, request.app.state.loop_backlog, request.scope)
 
 
 ReaderDep = Annotated[Reader, Depends(get_reader)]
@@ -178,13 +182,8 @@ class Writer:
             return work(session, tenant)
 
 
-async def get_writer(
-    request: Request,
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Writer:
-    header = f"{credentials.scheme} {credentials.credentials}" if credentials else None
-    return Writer(settings, header, getattr(request.state, "tenant", None))
+async def get_writer(request: Request, settings: SettingsDep, authorization: AuthorizationDep) -> Writer:
+    return Writer(settings, authorization, getattr(request.state, "tenant", None))
 
 
 WriterDep = Annotated[Writer, Depends(get_writer)]
