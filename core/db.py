@@ -53,25 +53,25 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, **pool: Any) -> Engine:
+    """An engine for ``url``; ``pool`` overrides the pool's options (by default the settings' shared pool)."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": 30}, **pool)
         event.listen(engine, "connect", _tune_sqlite)
         return engine
     from core.settings import get_settings  # here: settings import nothing of the database layer
 
     settings = get_settings()
     # A short pool_timeout: past capacity a request fails in seconds (the API answers 503), never waits 30 s.
-    return create_engine(
-        url,
-        # JSONB columns (estimates, hyperparameters, results) are most of a list page's decoding: orjson parses
-        # them several times faster than json. PostgreSQL's JSONB holds no NaN, the one input orjson refuses.
-        json_deserializer=orjson.loads,
-        pool_pre_ping=True,
-        pool_size=settings.database_pool_size,
-        max_overflow=settings.database_max_overflow,
-        pool_timeout=settings.database_pool_timeout_seconds,
-    )
+    shared = {
+        "pool_pre_ping": True,
+        "pool_size": settings.database_pool_size,
+        "max_overflow": settings.database_max_overflow,
+        "pool_timeout": settings.database_pool_timeout_seconds,
+    }
+    # JSONB columns (estimates, hyperparameters, results) are most of a list page's decoding: orjson parses
+    # them several times faster than json. PostgreSQL's JSONB holds no NaN, the one input orjson refuses.
+    return create_engine(url, json_deserializer=orjson.loads, **(pool or shared))
 
 
 AFTER_COMMIT = "tuneq_after_commit"
@@ -141,19 +141,16 @@ def _loop_read_engine(url: str) -> Engine:
 
     settings = get_settings()
     # Several apps served in one process (tests) share this pool, each on its own loop: hence the overflow.
-    pool: dict[str, Any] = {"pool_size": 1, "max_overflow": 4, "pool_timeout": settings.database_pool_timeout_seconds}
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30}, **pool)
-        event.listen(engine, "connect", _tune_sqlite)  # WAL: a read never waits for a writer
-        return engine
-    engine = create_engine(url, json_deserializer=orjson.loads, **pool)
-    timeout_ms = int(settings.api_read_timeout_seconds * 1000)
+    # On SQLite, WAL (make_engine) lets a read run beside a writer without waiting.
+    engine = make_engine(url, pool_size=1, max_overflow=4, pool_timeout=settings.database_pool_timeout_seconds)
+    if engine.dialect.name == "postgresql":
+        timeout_ms = int(settings.api_read_timeout_seconds * 1000)
 
-    @event.listens_for(engine, "connect")
-    def _bound_statements(dbapi_connection: Any, _record: Any) -> None:
-        with dbapi_connection.cursor() as cursor:
-            cursor.execute(f"SET statement_timeout = {timeout_ms}")
-        dbapi_connection.commit()
+        @event.listens_for(engine, "connect")
+        def _bound_statements(dbapi_connection: Any, _record: Any) -> None:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute(f"SET statement_timeout = {timeout_ms}")
+            dbapi_connection.commit()
 
     return engine
 
