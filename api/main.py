@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -38,6 +39,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             threading.Thread(
                 target=recovery_loop, args=(settings, app.state.queue, stop), name="recovery", daemon=True
             ).start()
+        # The objects of start-up (modules, routes, schemas: ~150,000) live as long as the process. Frozen,
+        # the collector stops walking them: a full collection took 83 ms, a pause in whatever request ran.
+        gc.freeze()
         yield
         stop.set()
         redis.close()
