@@ -34,8 +34,10 @@ from core.wakeups import wake_jobs_without_message
 
 log = logging.getLogger(__name__)
 
-# Any fixed 64-bit number naming "tuneq maintenance" among the database's advisory locks.
-MAINTENANCE_LOCK_KEY = 0x74756E6571
+# Names "maintenance of the tuneq in schema <hashtext(schema)>" in PostgreSQL's two-key advisory lock space
+# (core.gpu_reservations uses another class there). Per schema: deployments that share a database in schemas
+# of their own must not skip each other's rounds.
+MAINTENANCE_LOCK_CLASS = 0x7476
 
 
 @dataclass
@@ -123,14 +125,15 @@ def maintenance_turn(database_url: str) -> Iterator[bool]:
     if engine.dialect.name != "postgresql":
         yield True
         return
+    key = (MAINTENANCE_LOCK_CLASS, func.hashtext(func.current_schema()))
     with engine.connect() as conn:
-        acquired = bool(conn.execute(select(func.pg_try_advisory_lock(MAINTENANCE_LOCK_KEY))).scalar_one())
+        acquired = bool(conn.execute(select(func.pg_try_advisory_lock(*key))).scalar_one())
         conn.commit()
         try:
             yield acquired
         finally:
             if acquired:
-                conn.execute(select(func.pg_advisory_unlock(MAINTENANCE_LOCK_KEY)))
+                conn.execute(select(func.pg_advisory_unlock(*key)))
                 conn.commit()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -10,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import redis
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
-from core.db import transaction, utcnow
+from core.db import engine_for, transaction, utcnow
 from core.models import Job, JobEvent
 from core.queue import job_queue, queued_job_ids
 from core.recovery import RecoveryReport, maintenance_turn, recover_lost_jobs, run_recovery
@@ -101,3 +102,22 @@ def test_only_one_process_holds_the_maintenance_turn_at_a_time(settings: Setting
         assert other == [False]
     with maintenance_turn(settings.resolved_database_url) as again:
         assert again  # released when the round ended
+
+
+def test_a_deployment_in_another_schema_of_the_database_has_its_own_maintenance_turn(settings: Settings) -> None:
+    """The lock was database-wide: one deployment's round made another's skip (a test in its own schema saw
+    its lost job left alone while another test's API held the turn)."""
+    url = settings.resolved_database_url
+    schema = re.search(r"search_path%3D(\w+)", url)
+    assert schema is not None, url
+    other_schema = f"{schema[1]}_other"
+    other_url = url.replace(f"search_path%3D{schema[1]}", f"search_path%3D{other_schema}")
+    with engine_for(url).begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {other_schema}"))
+    try:
+        with maintenance_turn(url) as mine, maintenance_turn(other_url) as theirs:
+            assert mine and theirs
+    finally:
+        engine_for(other_url).dispose()
+        with engine_for(url).begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {other_schema}"))
