@@ -132,9 +132,17 @@ def stored_estimate(job: Job) -> Estimate | None:
         return None
 
 
+def progress_percent(step: int, total_steps: int | None) -> float | None:
+    return round(100.0 * step / total_steps, 1) if total_steps else None
+
+
+def adapter_name(adapter_path: str | None) -> str | None:
+    """The artifact's name within the job ("adapter"): never a server path."""
+    return Path(adapter_path).name if adapter_path else None
+
+
 def job_view(job: Job) -> JobView:
     latest = job.latest_metric
-    percent = round(100.0 * job.step / job.total_steps, 1) if job.total_steps else None
     estimate = stored_estimate(job)
     return JobView(
         id=job.id,
@@ -159,7 +167,7 @@ def job_view(job: Job) -> JobView:
             step=job.step,
             total_steps=job.total_steps,
             epoch=job.epoch,
-            percent=percent,
+            percent=progress_percent(job.step, job.total_steps),
             estimated_total_steps=estimate.total_steps if estimate else None,
         ),
         latest_metrics=metric_view(latest) if latest else None,
@@ -172,7 +180,7 @@ def job_view(job: Job) -> JobView:
         ),
         environment=EnvironmentView.model_validate(job, from_attributes=True) if job.device else None,
         error=ErrorView(code=job.error_code, message=job.error_message or "") if job.error_code else None,
-        adapter=Path(job.adapter_path).name if job.adapter_path else None,
+        adapter=adapter_name(job.adapter_path),
         result=job.result,
         estimate=estimate,
     )

@@ -25,6 +25,7 @@ from api.schemas import (
 )
 from core import artifacts, checkpoints, jobs, webhook_outbox
 from core.estimates import Estimate
+from core.job_list_page import job_list_page
 from core.views import JobView, checkpoint_view, event_view, job_view, metric_view
 from core.webhook_views import delivery_view
 
@@ -73,13 +74,10 @@ async def list_fine_tunes(
     read: ReaderDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     after: Annotated[Cursor | None, Query(description="id of the last job of the previous page")] = None,
-) -> JobList:
-    def page(session: Session, tenant: str) -> JobList:
-        found = jobs.list_jobs(session, tenant=tenant, limit=limit, after=after)
-        data = [job_view(job) for job in found.items]
-        return JobList(data=data, has_more=found.has_more, next_cursor=data[-1].id if found.has_more else None)
-
-    return read(page)
+) -> Response:
+    # Already JSON (core.job_list_page): the page is the JobList documented above, rendered without the models.
+    body = read(lambda session, tenant: job_list_page(session, tenant=tenant, limit=limit, after=after))
+    return Response(body, media_type="application/json")
 
 
 @router.get("/{job_id}", response_model=JobView)

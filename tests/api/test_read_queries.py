@@ -11,11 +11,14 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, event, null, text, update
 
+from api.schemas import JobList
 from core import jobs
-from core.db import engine_for, loop_read_session_factory, transaction
+from core.db import engine_for, loop_read_session_factory, transaction, utcnow
+from core.models import Job
 from core.settings import Settings
+from core.views import job_view
 from tests.conftest import TENANT, api_client, serve, submit_in_database
 
 
@@ -116,3 +119,47 @@ def test_a_read_on_a_connection_the_database_dropped_is_answered_on_a_new_one(
         answer = reader.get(f"/finetune/{job_id}")
     assert answer.status_code == 200 and answer.json()["id"] == job_id, answer.text
     assert use.checkouts == 2  # the dead connection, then a new one
+
+
+def _list_through_the_models(settings: Settings, limit: int, after: str | None = None) -> dict[str, Any]:
+    """GET /finetune's page as JobList of job_view gives it: the schema and the single-job path."""
+    with transaction(settings.resolved_database_url) as session:
+        found = jobs.list_jobs(session, tenant=TENANT, limit=limit, after=after)
+        data = [job_view(job) for job in found.items]
+        cursor = data[-1].id if found.has_more else None
+        return JobList(data=data, has_more=found.has_more, next_cursor=cursor).model_dump(mode="json")
+
+
+def test_list_page_rendered_from_rows_equals_the_job_views_of_every_state(
+    settings: Settings, reader: httpx.Client, tiny_model: Path, sample_dataset: Path
+) -> None:
+    """The list page skips the models (core.job_list_page); it must answer what they would, field for field."""
+    queued, running, failed, succeeded, no_estimate, null_estimate = (
+        submit_in_database(settings, TENANT, tiny_model, sample_dataset) for _ in range(6)
+    )
+    _train(settings, running, [2.0, 1.5, None])
+    now = utcnow()
+    changes: dict[str, dict[str, Any]] = {
+        queued: {"user_metadata": {"team": "search", "run": "7"}, "webhook_url": "https://example.com/hook"},
+        running: {
+            "status": "running", "worker_id": "gpu-0", "started_at": now, "cancel_requested_at": now,
+            "device": "cuda", "device_name": "H100", "dtype": "bfloat16", "quantization": "nf4",
+        },
+        failed: {"status": "failed", "error_code": "out_of_memory", "error_message": None, "finished_at": now},
+        succeeded: {
+            "status": "succeeded", "adapter_path": "jobs/x/adapter", "result": {"eval_loss": 0.25, "samples": []},
+            "trained_tokens": 1234, "gpu_seconds": 12.5, "cost_usd": 0.01, "finished_at": now,
+        },
+        no_estimate: {"estimate": null()},  # jobs from before estimates: SQL NULL
+        null_estimate: {"estimate": None},  # JSON null
+    }  # fmt: skip
+    with transaction(settings.resolved_database_url) as session:
+        for job_id, values in changes.items():
+            session.execute(update(Job).where(Job.id == job_id).values(**values))
+    page = reader.get("/finetune", params={"limit": 100}).raise_for_status().json()
+    assert page == _list_through_the_models(settings, 100)
+    assert [job["id"] for job in page["data"]] == [null_estimate, no_estimate, succeeded, failed, running, queued]
+    first = reader.get("/finetune", params={"limit": 4}).raise_for_status().json()
+    assert first == _list_through_the_models(settings, 4) and first["has_more"]
+    second = reader.get("/finetune", params={"limit": 4, "after": first["next_cursor"]}).raise_for_status().json()
+    assert second == _list_through_the_models(settings, 4, first["next_cursor"]) and not second["has_more"]
