@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import tempfile
@@ -138,6 +139,12 @@ def cpu_seconds(process: psutil.Process) -> float:
     return total
 
 
+def children_cpu_seconds() -> float:
+    """CPU time of this process's finished children (the wrk runs), user and system."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def load(base_url: str, key: str, clients: int, seconds: int, op: Operation, api: psutil.Process) -> dict[str, Any]:
     """``clients`` keep-alive connections, each sending ``op`` back to back for ``seconds`` (wrk).
 
@@ -149,9 +156,9 @@ def load(base_url: str, key: str, clients: int, seconds: int, op: Operation, api
         env["BENCH_BODY"] = json.dumps(op.body)
     threads = min(clients, 2)
     command = ["wrk", f"-t{threads}", f"-c{clients}", f"-d{seconds}s", "--timeout", "15s", "-s", str(WRK_SCRIPT)]
-    before = cpu_seconds(api)
+    before, client_before = cpu_seconds(api), children_cpu_seconds()
     run = subprocess.run([*command, base_url + op.path], env=env, capture_output=True, text=True, check=True)
-    server_cpu = cpu_seconds(api) - before
+    server_cpu, client_cpu = cpu_seconds(api) - before, children_cpu_seconds() - client_before
     report = json.loads(run.stdout.strip().splitlines()[-1])
     answers = report["answers"]
     errors = {
@@ -172,6 +179,8 @@ def load(base_url: str, key: str, clients: int, seconds: int, op: Operation, api
         "p99_ms": report["p99_ms"],
         "max_ms": report["max_ms"],
         "server_cpu_ms_per_req": round(server_cpu * 1000 / max(answers, 1), 2),
+        # wrk's own share of the two cores: it hands every response body to the Lua script
+        "client_cpu_ms_per_req": round(client_cpu * 1000 / max(answers, 1), 2),
     }
 
 
