@@ -15,7 +15,9 @@ from sqlalchemy import Engine, event, null, text, update
 
 from api.schemas import JobList
 from core import jobs
+from core.api_keys import create_key
 from core.db import engine_for, loop_read_session_factory, transaction, utcnow
+from core.migrate import upgrade_database
 from core.models import Job
 from core.settings import Settings
 from core.views import job_view
@@ -130,10 +132,23 @@ def _list_through_the_models(settings: Settings, limit: int, after: str | None =
         return JobList(data=data, has_more=found.has_more, next_cursor=cursor).model_dump(mode="json")
 
 
+@pytest.mark.parametrize("database", ["postgresql", "sqlite"])
 def test_list_page_rendered_from_rows_equals_the_job_views_of_every_state(
-    settings: Settings, reader: httpx.Client, tiny_model: Path, sample_dataset: Path
+    database: str, settings: Settings, api_key: str, tiny_model: Path, sample_dataset: Path
 ) -> None:
-    """The list page skips the models (core.job_list_page); it must answer what they would, field for field."""
+    """The list page skips the models (core.job_list_page); it must answer what they would, field for field,
+    on either database (JSON is JSONB on one and text on the other)."""
+    if database == "sqlite":
+        settings = settings.model_copy(update={"database_url": f"sqlite:///{settings.data_root / 'tuneq.db'}"})
+        upgrade_database(settings.resolved_database_url)
+        with transaction(settings.resolved_database_url) as session:
+            api_key = create_key(session, TENANT, "reader").secret
+    served = settings.model_copy(update={"run_maintenance_in_api": False})
+    with serve(served) as url, api_client(url, api_key) as reader:
+        _compare_list_pages(settings, reader, tiny_model, sample_dataset)
+
+
+def _compare_list_pages(settings: Settings, reader: httpx.Client, tiny_model: Path, sample_dataset: Path) -> None:
     queued, running, failed, succeeded, no_estimate, null_estimate = (
         submit_in_database(settings, TENANT, tiny_model, sample_dataset) for _ in range(6)
     )
