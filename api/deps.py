@@ -13,7 +13,7 @@ from rq import Queue
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import Scope
 
-from api.load_shedding import LoopBacklog, Overloaded
+from api.load_shedding import LoopBacklog, Overloaded, WriteSlots
 from core.api_keys import authenticate
 from core.db import loop_read_session_factory, read_session_factory, read_with_one_retry, session_factory
 from core.errors import AuthenticationFailed
@@ -171,10 +171,15 @@ class Writer:
     settings: Settings
     authorization: str | None
     known_tenant: str | None  # IdempotencyKeys looked the key up already
+    slots: WriteSlots
 
     async def __call__(self, work: Callable[[Session, str], T]) -> T:
-        """``work(session, tenant)`` inside a transaction; committed (and its after-commit sends made) on return."""
-        return await run_in_threadpool(self._run, work)
+        """``work(session, tenant)`` inside a transaction; committed (and its after-commit sends made) on return.
+
+        Overloaded (503) instead if no write slot frees within the allowed wait.
+        """
+        async with self.slots.held():
+            return await run_in_threadpool(self._run, work)
 
     def _run(self, work: Callable[[Session, str], T]) -> T:
         with session_factory(self.settings.resolved_database_url)() as session, session.begin():
@@ -183,7 +188,7 @@ class Writer:
 
 
 async def get_writer(request: Request, settings: SettingsDep, authorization: AuthorizationDep) -> Writer:
-    return Writer(settings, authorization, getattr(request.state, "tenant", None))
+    return Writer(settings, authorization, getattr(request.state, "tenant", None), request.app.state.write_slots)
 
 
 WriterDep = Annotated[Writer, Depends(get_writer)]

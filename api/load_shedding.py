@@ -1,12 +1,19 @@
-"""Shed load at the door: at most ``api_max_concurrent_requests`` requests in flight.
+"""Shed load at the door: at most ``api_max_concurrent_requests`` requests being answered at once.
 
 A request waits for a slot at most ``api_max_queue_wait_seconds``, then is
 answered 503 with Retry-After, in the error envelope. Without this, a burst
 of clients piles up in the threadpool behind the database pool and every one
-of them waits (the measured failure: 30 s waits, then plain 500s). Requests
-past the door hold a slot until their response is sent, so the database pool
-(sized by ``database_pool_size`` + ``database_max_overflow``) is never asked
-for more connections than it has.
+of them waits (the measured failure: 30 s waits, then plain 500s). A request
+holds its slot until its answer starts, so the database pool (sized by
+``database_pool_size`` + ``database_max_overflow``) is never asked for more
+connections than it has. Not while the body goes out: an event stream stays
+open for hours and a download goes at the client's pace, and with slots held
+that long, a few dashboards left open answered every other request 503.
+
+Writes (submit, estimate, cancel, pause, resume) also take one of
+``api_max_concurrent_writes`` write slots (``WriteSlots``), waited for as
+long: each is milliseconds of Python in a threadpool thread, and twenty of
+them at once in one process spent the CPU on contention for the GIL.
 
 Reads run on the event loop (api.deps.Reader), so under overload requests
 also wait in the loop's ready queue, before any slot is asked for. A probe
@@ -20,10 +27,12 @@ microseconds, so the backlog drains.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response
 from core.settings import Settings
@@ -87,8 +96,46 @@ class ConcurrencyLimit:
         except TimeoutError:
             await overloaded_response()(scope, receive, send)
             return
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                self.slots.release()
+
+        async def send_then_release(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                release()  # the answer is made; what is left is paced by the client (streams, downloads)
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send_then_release)
+        finally:
+            release()
+
+
+class WriteSlots:
+    """At most ``api_max_concurrent_writes`` writes of one process in the threadpool at once (api.deps.Writer).
+
+    A write is a few milliseconds of Python, run in a thread because it may wait on files, DNS and Redis.
+    Twenty at once in one process mostly contended for the GIL: submits at 200 clients on two processes
+    completed 207-221/s with 20 in flight each, 269-293/s with 4, at a lower p99 (BENCHMARKS.md).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.wait = settings.api_max_queue_wait_seconds
+        self.slots = asyncio.Semaphore(settings.api_max_concurrent_writes)
+
+    @asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        """A write slot for the block; Overloaded (503) if none frees within the allowed wait."""
+        try:
+            await asyncio.wait_for(self.slots.acquire(), timeout=self.wait)
+        except TimeoutError:
+            raise Overloaded from None
+        try:
+            yield
         finally:
             self.slots.release()
 
@@ -106,5 +153,6 @@ def install_load_shedding(app: FastAPI, settings: Settings) -> None:
     """The door (outermost middleware) and the loop-backlog check that readers on the loop share with it."""
     backlog = LoopBacklog()
     app.state.loop_backlog = backlog
+    app.state.write_slots = WriteSlots(settings)
     app.add_exception_handler(Overloaded, _overloaded)
     app.add_middleware(ConcurrencyLimit, settings=settings, backlog=backlog)

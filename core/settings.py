@@ -115,7 +115,16 @@ class Settings(BaseSettings):
         default=False, description="let webhooks reach loopback, private and link-local addresses"
     )
     api_max_concurrent_requests: int = Field(
-        default=20, ge=1, description="requests in flight per API process; more wait, then get 503"
+        default=20,
+        ge=1,
+        description="requests being answered at once per API process (an answer that has started, such as an event "
+        "stream or a download, no longer counts); more wait, then get 503",
+    )
+    api_max_concurrent_writes: int = Field(
+        default=4,
+        ge=1,
+        description="writes (submit, estimate, cancel, pause, resume) running at once per API process; more wait, "
+        "then get 503. Each is milliseconds of Python in a thread: more at once only contend for the GIL",
     )
     api_workers: int = Field(
         default=1, ge=1, description="API server processes on one port (uvicorn workers); about one per core"

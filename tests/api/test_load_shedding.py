@@ -5,16 +5,27 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
 from starlette.types import Receive, Scope, Send
 
 from api.load_shedding import ConcurrencyLimit, LoopBacklog
 from core.db import engine_for
 from core.settings import Settings, get_settings
-from tests.conftest import ONE_AT_A_TIME, api_client, create_api_key, serve
+from tests.conftest import (
+    ONE_AT_A_TIME,
+    TENANT,
+    api_client,
+    create_api_key,
+    serve,
+    submit_in_database,
+    wait_until,
+)
 
 
 def test_exhausted_database_pool_answers_503_with_retry_after(
@@ -120,3 +131,53 @@ def test_the_objects_of_start_up_are_kept_out_of_garbage_collection(settings: Se
     with serve(settings) as url, httpx.Client() as http:
         assert http.get(f"{url}/livez").status_code == 200
         assert gc.get_freeze_count() > 50_000
+
+
+def test_open_event_streams_leave_the_slots_to_other_requests(
+    settings: Settings, api_key: str, tiny_model: Path, sample_dataset: Path
+) -> None:
+    """A request holds its slot until its answer starts, not while the body goes out: with two slots, three
+    dashboards following a job used to hold both, and every other request waited, then got 503."""
+    job_id = submit_in_database(settings, TENANT, tiny_model, sample_dataset)  # queued: its stream stays open
+    two_slots = settings.model_copy(update={"api_max_concurrent_requests": 2, "api_max_queue_wait_seconds": 0.25})
+    with serve(two_slots) as url, api_client(url, api_key) as http, ExitStack() as streams:
+        following = []  # each stream's line iterator, kept: dropping one closes its stream
+        for _ in range(3):
+            stream = streams.enter_context(http.stream("GET", f"/finetune/{job_id}/stream"))
+            assert stream.status_code == 200
+            following.append(stream.iter_lines())
+            assert next(following[-1]) == "retry: 2000"
+        status = http.get(f"/finetune/{job_id}")
+        assert status.status_code == 200, status.text
+        assert http.post(f"/finetune/{job_id}/pause").json()["status"] == "paused"
+
+
+def test_a_write_waits_for_a_write_slot_and_is_shed_if_none_frees_while_reads_go_on(
+    settings: Settings, api_key: str, tiny_model: Path, uploaded_file: dict[str, object]
+) -> None:
+    """One write slot here; the first submit is held inside the database (the jobs table locked), so the
+    second waits the allowed 0.25 s for the slot and is answered 503; reads take no write slot."""
+    one_write = settings.model_copy(update={"api_max_concurrent_writes": 1, "api_max_queue_wait_seconds": 0.25})
+    body = {"base_model": str(tiny_model), "training_file": uploaded_file["id"], "hyperparameters": {"n_epochs": 1}}
+    url_of_database = settings.resolved_database_url
+    with serve(one_write) as url, api_client(url, api_key) as http:
+        known = http.post("/finetune", json=body).json()["id"]
+        # The lock's connection closes first on the way out, so a failing assertion never leaves the held
+        # submit (and the pool waiting for it) blocked.
+        with ThreadPoolExecutor(1) as pool, engine_for(url_of_database).connect() as locker:
+            locker.execute(text("LOCK TABLE jobs IN EXCLUSIVE MODE"))  # reads pass; inserts wait
+            held = pool.submit(http.post, "/finetune", json=body)
+            wait_until(lambda: _waiting_for_the_jobs_table(url_of_database), timeout=30, what="submit blocked")
+            shed = http.post("/finetune", json=body)
+            assert http.get(f"/finetune/{known}").status_code == 200
+            locker.rollback()
+            assert held.result(timeout=30).status_code == 202
+        assert shed.status_code == 503, shed.text
+        assert shed.headers["Retry-After"] == "1" and shed.json()["error"]["code"] == "overloaded"
+        assert http.post("/finetune", json=body).status_code == 202  # the slot is free again
+
+
+def _waiting_for_the_jobs_table(database_url: str) -> bool:
+    waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'jobs'::regclass"
+    with engine_for(database_url).connect() as conn:
+        return bool(conn.execute(text(waiting)).scalar_one())
