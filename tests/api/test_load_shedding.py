@@ -26,6 +26,7 @@ from tests.conftest import (
     submit_in_database,
     wait_until,
 )
+from tuneq.client.http import ApiClient
 
 
 def test_exhausted_database_pool_answers_503_with_retry_after(
@@ -181,3 +182,33 @@ def _waiting_for_the_jobs_table(database_url: str) -> bool:
     waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'jobs'::regclass"
     with engine_for(database_url).connect() as conn:
         return bool(conn.execute(text(waiting)).scalar_one())
+
+
+def test_the_cli_client_sends_a_shed_request_again_after_retry_after(
+    settings: Settings, api_key: str, tiny_model: Path, uploaded_file: dict[str, object]
+) -> None:
+    """A shed request was refused before any work, so the CLI's client waits Retry-After and sends it again:
+    a busy service slows `tuneq submit` down instead of failing it. Its wait here releases the write slot."""
+    one_write = settings.model_copy(update={"api_max_concurrent_writes": 1, "api_max_queue_wait_seconds": 0.25})
+    body = {"base_model": str(tiny_model), "training_file": uploaded_file["id"], "hyperparameters": {"n_epochs": 1}}
+    url_of_database = settings.resolved_database_url
+    waits: list[float] = []
+    with (
+        serve(one_write) as url,
+        api_client(url, api_key) as http,
+        ThreadPoolExecutor(1) as pool,
+        engine_for(url_of_database).connect() as locker,
+    ):
+        locker.execute(text("LOCK TABLE jobs IN EXCLUSIVE MODE"))
+        held = pool.submit(http.post, "/finetune", json=body)  # takes the one write slot, then waits
+        wait_until(lambda: _waiting_for_the_jobs_table(url_of_database), timeout=30, what="submit blocked")
+
+        def wait_before_the_next_try(seconds: float) -> None:
+            waits.append(seconds)
+            locker.rollback()  # the held submit goes through and gives its slot back
+
+        with ApiClient(url, api_key, sleep=wait_before_the_next_try) as client:
+            job = client.request("POST", "/finetune", json=body)
+        assert held.result(timeout=30).status_code == 202
+    assert waits and set(waits) == {1.0}, waits  # shed at least once, each time told to wait 1 s
+    assert job["status"] == "queued"

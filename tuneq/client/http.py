@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,10 @@ import httpx
 STREAM_READ_TIMEOUT_SECONDS = 60.0
 STREAM_RECONNECTS = 5
 DOWNLOAD_CHUNK = 1 << 20
+# A request the API shed (503 "overloaded") was refused before any work: sent again after Retry-After, up
+# to this many times, so a busy service slows the CLI down instead of failing it.
+OVERLOADED_RETRIES = 5
+MAX_RETRY_AFTER_SECONDS = 30.0
 
 
 class ApiError(Exception):
@@ -56,11 +61,30 @@ def _raise_for_error(response: httpx.Response) -> None:
     raise ApiError(message, response.status_code, code)
 
 
+def _shed_for(response: httpx.Response) -> float | None:
+    """Seconds to wait before sending again, if the API shed this request (503 "overloaded"); else None."""
+    if response.status_code != 503:
+        return None
+    try:
+        if response.json()["error"]["code"] != "overloaded":
+            return None
+        return min(float(response.headers.get("Retry-After", "1")), MAX_RETRY_AFTER_SECONDS)
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 class ApiClient:
-    def __init__(self, base_url: str, api_key: str | None, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        timeout: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,  # between tries of a shed request
+    ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+        self._sleep = sleep
 
     def __enter__(self) -> ApiClient:
         return self
@@ -74,18 +98,29 @@ class ApiClient:
             "Set --api-url or TUNEQ_API_URL, or run `tuneq login`."
         )
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        """Call the API and return its JSON body; ApiError with the envelope's message otherwise."""
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise self._unreachable(exc) from exc
+    def request(self, method: str, path: str, *, retry_when_shed: bool = True, **kwargs: Any) -> Any:
+        """Call the API and return its JSON body; ApiError with the envelope's message otherwise.
+
+        A request the API shed is sent again after its Retry-After (``OVERLOADED_RETRIES`` times at most).
+        """
+        for tries_left in range(OVERLOADED_RETRIES, -1, -1):
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                raise self._unreachable(exc) from exc
+            wait = _shed_for(response) if retry_when_shed else None
+            if wait is None or not tries_left:
+                break
+            self._sleep(wait)
         _raise_for_error(response)
         return response.json()
 
     def upload(self, path: Path) -> dict[str, Any]:
+        # Not sent again when shed: the file's bytes are gone from the handle after the first try.
         with path.open("rb") as handle:
-            uploaded: dict[str, Any] = self.request("POST", "/files", files={"file": (path.name, handle)})
+            uploaded: dict[str, Any] = self.request(
+                "POST", "/files", retry_when_shed=False, files={"file": (path.name, handle)}
+            )
         return uploaded
 
     def download(self, path: str, target: Path) -> Download:
