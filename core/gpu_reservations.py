@@ -28,8 +28,8 @@ from core.db import utcnow
 from core.models import GpuReservation, Job
 from core.states import JobStatus
 
-# Names "a GPU claim on host <hashtext(host)>" in PostgreSQL's two-key advisory lock space,
-# which never collides with the one-key space the maintenance lock uses.
+# Names "a GPU claim on host <hashtext(host)>" in PostgreSQL's two-key advisory lock space; the
+# maintenance lock (core.recovery) uses another class there, and migrations the one-key space.
 HOST_CLAIM_LOCK_CLASS = 0x7475
 
 
