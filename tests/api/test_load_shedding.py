@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -153,29 +155,25 @@ def test_open_event_streams_leave_the_slots_to_other_requests(
         assert http.post(f"/finetune/{job_id}/pause").json()["status"] == "paused"
 
 
-def test_a_write_waits_for_a_write_slot_and_is_shed_if_none_frees_while_reads_go_on(
-    settings: Settings, api_key: str, tiny_model: Path, uploaded_file: dict[str, object]
-) -> None:
-    """One write slot here; the first submit is held inside the database (the jobs table locked), so the
-    second waits the allowed 0.25 s for the slot and is answered 503; reads take no write slot."""
-    one_write = settings.model_copy(update={"api_max_concurrent_writes": 1, "api_max_queue_wait_seconds": 0.25})
-    body = {"base_model": str(tiny_model), "training_file": uploaded_file["id"], "hyperparameters": {"n_epochs": 1}}
-    url_of_database = settings.resolved_database_url
-    with serve(one_write) as url, api_client(url, api_key) as http:
-        known = http.post("/finetune", json=body).json()["id"]
-        # The lock's connection closes first on the way out, so a failing assertion never leaves the held
-        # submit (and the pool waiting for it) blocked.
-        with ThreadPoolExecutor(1) as pool, engine_for(url_of_database).connect() as locker:
-            locker.execute(text("LOCK TABLE jobs IN EXCLUSIVE MODE"))  # reads pass; inserts wait
-            held = pool.submit(http.post, "/finetune", json=body)
-            wait_until(lambda: _waiting_for_the_jobs_table(url_of_database), timeout=30, what="submit blocked")
-            shed = http.post("/finetune", json=body)
-            assert http.get(f"/finetune/{known}").status_code == 200
-            locker.rollback()
-            assert held.result(timeout=30).status_code == 202
-        assert shed.status_code == 503, shed.text
-        assert shed.headers["Retry-After"] == "1" and shed.json()["error"]["code"] == "overloaded"
-        assert http.post("/finetune", json=body).status_code == 202  # the slot is free again
+ONE_WRITE_SLOT = {"api_max_concurrent_writes": 1, "api_max_queue_wait_seconds": 0.25}
+
+
+@dataclass(frozen=True)
+class HeldWrite:
+    answer: Future[httpx.Response]  # the held submit's, once it went through
+    release: Callable[[], None]  # unlocks the table: the held submit goes through and frees its slot
+
+
+@contextmanager
+def _the_write_slot_held(http: httpx.Client, database_url: str, body: dict[str, object]) -> Iterator[HeldWrite]:
+    """A submit holding a server's one write slot, waiting inside the database on the locked jobs table
+    (reads pass; inserts wait). The lock's connection closes first on the way out, so a failing assertion
+    never leaves the held submit (and the pool waiting for it) blocked."""
+    with ThreadPoolExecutor(1) as pool, engine_for(database_url).connect() as locker:
+        locker.execute(text("LOCK TABLE jobs IN EXCLUSIVE MODE"))
+        answer = pool.submit(http.post, "/finetune", json=body)
+        wait_until(lambda: _waiting_for_the_jobs_table(database_url), timeout=30, what="submit blocked")
+        yield HeldWrite(answer, locker.rollback)
 
 
 def _waiting_for_the_jobs_table(database_url: str) -> bool:
@@ -184,31 +182,43 @@ def _waiting_for_the_jobs_table(database_url: str) -> bool:
         return bool(conn.execute(text(waiting)).scalar_one())
 
 
+def test_a_write_waits_for_a_write_slot_and_is_shed_if_none_frees_while_reads_go_on(
+    settings: Settings, api_key: str, tiny_model: Path, uploaded_file: dict[str, object]
+) -> None:
+    """One write slot here; the first submit is held inside the database (the jobs table locked), so the
+    second waits the allowed 0.25 s for the slot and is answered 503; reads take no write slot."""
+    body = {"base_model": str(tiny_model), "training_file": uploaded_file["id"], "hyperparameters": {"n_epochs": 1}}
+    with serve(settings.model_copy(update=ONE_WRITE_SLOT)) as url, api_client(url, api_key) as http:
+        known = http.post("/finetune", json=body).json()["id"]
+        with _the_write_slot_held(http, settings.resolved_database_url, body) as held:
+            shed = http.post("/finetune", json=body)
+            assert http.get(f"/finetune/{known}").status_code == 200
+            held.release()
+            assert held.answer.result(timeout=30).status_code == 202
+        assert shed.status_code == 503, shed.text
+        assert shed.headers["Retry-After"] == "1" and shed.json()["error"]["code"] == "overloaded"
+        assert http.post("/finetune", json=body).status_code == 202  # the slot is free again
+
+
 def test_the_cli_client_sends_a_shed_request_again_after_retry_after(
     settings: Settings, api_key: str, tiny_model: Path, uploaded_file: dict[str, object]
 ) -> None:
     """A shed request was refused before any work, so the CLI's client waits Retry-After and sends it again:
     a busy service slows `tuneq submit` down instead of failing it. Its wait here releases the write slot."""
-    one_write = settings.model_copy(update={"api_max_concurrent_writes": 1, "api_max_queue_wait_seconds": 0.25})
     body = {"base_model": str(tiny_model), "training_file": uploaded_file["id"], "hyperparameters": {"n_epochs": 1}}
-    url_of_database = settings.resolved_database_url
     waits: list[float] = []
     with (
-        serve(one_write) as url,
+        serve(settings.model_copy(update=ONE_WRITE_SLOT)) as url,
         api_client(url, api_key) as http,
-        ThreadPoolExecutor(1) as pool,
-        engine_for(url_of_database).connect() as locker,
+        _the_write_slot_held(http, settings.resolved_database_url, body) as held,
     ):
-        locker.execute(text("LOCK TABLE jobs IN EXCLUSIVE MODE"))
-        held = pool.submit(http.post, "/finetune", json=body)  # takes the one write slot, then waits
-        wait_until(lambda: _waiting_for_the_jobs_table(url_of_database), timeout=30, what="submit blocked")
 
         def wait_before_the_next_try(seconds: float) -> None:
             waits.append(seconds)
-            locker.rollback()  # the held submit goes through and gives its slot back
+            held.release()
 
         with ApiClient(url, api_key, sleep=wait_before_the_next_try) as client:
             job = client.request("POST", "/finetune", json=body)
-        assert held.result(timeout=30).status_code == 202
+        assert held.answer.result(timeout=30).status_code == 202
     assert waits and set(waits) == {1.0}, waits  # shed at least once, each time told to wait 1 s
     assert job["status"] == "queued"
