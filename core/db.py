@@ -11,7 +11,7 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy import DateTime, Engine, Insert, Table, create_engine, event, inspect
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -84,6 +84,23 @@ def after_commit(session: Session, callback: Callable[[], object]) -> None:
     the message arrives, and a rolled-back change must send nothing.
     """
     session.info.setdefault(AFTER_COMMIT, []).append(callback)
+
+
+def insert_now(session: Session, row: Any) -> None:
+    """Insert a new entity's row at once, with one Core statement on the session's connection.
+
+    For the hot path of a submit: the unit of work's flush of a job and its event cost a third more CPU than
+    two statements. ``row`` stays out of the session (the caller holds it); column defaults apply as in a
+    flush, and the order of statements is the caller's (a job before its events).
+    """
+    mapper = inspect(row).mapper
+    values = {prop.columns[0].key: row.__dict__[prop.key] for prop in mapper.column_attrs if prop.key in row.__dict__}
+    session.connection().execute(_insert_into(mapper.local_table), values)
+
+
+@lru_cache(maxsize=16)
+def _insert_into(table: Table) -> Insert:
+    return table.insert()  # one statement object per table, so its cache key is computed once
 
 
 @event.listens_for(Session, "after_commit")

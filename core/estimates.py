@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, TypeAdapter
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from core.clock import db_now_minus
@@ -153,15 +153,22 @@ def model_shape(base_model: str) -> ModelShape:
     return ModelShape(FALLBACK_PARAMETERS, activations, "unknown (no config.json, no size in the name): as Qwen3-8B")
 
 
-def assumed_device(session: Session, settings: Settings) -> DeviceEstimate:
-    """The device of the most recently seen live worker; with none, the settings' estimate GPU."""
-    worker = session.scalars(
-        select(Worker)
+@lru_cache(maxsize=4)
+def _newest_live_worker(stale_seconds: float) -> Select[str, str | None, int | None]:
+    """Built once per staleness window and run on the session's connection, not through the ORM: every submit
+    and estimate runs it, and building the expression and loading a Worker entity cost more than the query."""
+    return (
+        select(Worker.id, Worker.gpu_name, Worker.gpu_memory_bytes)
         .where(Worker.status.in_([WorkerStatus.IDLE.value, WorkerStatus.BUSY.value]))
-        .where(Worker.heartbeat_at >= db_now_minus(settings.heartbeat_stale_seconds))
+        .where(Worker.heartbeat_at >= db_now_minus(stale_seconds))
         .order_by(Worker.heartbeat_at.desc())
         .limit(1)
-    ).first()
+    )
+
+
+def assumed_device(session: Session, settings: Settings) -> DeviceEstimate:
+    """The device of the most recently seen live worker; with none, the settings' estimate GPU."""
+    worker = session.connection().execute(_newest_live_worker(settings.heartbeat_stale_seconds)).first()
     if worker is not None:
         device = "cuda" if worker.gpu_name else "cpu"
         return DeviceEstimate(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from core.dataset_formats import DatasetError, DatasetSummary, validate_dataset
@@ -84,8 +84,12 @@ def get_file(session: Session, *, tenant: str, file_id: str, param: str = "id") 
     """A tenant's file; another tenant's id is as unknown as one that never existed."""
     record = session.get(File, file_id)
     if record is None or record.tenant != tenant:
-        raise FileNotFound(f"no file with id {file_id!r}", param=param)
+        raise _not_found(file_id, param)
     return record
+
+
+def _not_found(file_id: str, param: str) -> FileNotFound:
+    return FileNotFound(f"no file with id {file_id!r}", param=param)
 
 
 def list_files(session: Session, *, tenant: str, limit: int, after: str | None = None) -> Page[File]:
@@ -128,11 +132,18 @@ class ResolvedDataset:
     sha256: str | None  # known for uploaded files; a path dataset's is computed when needed
 
 
+# Every submit and estimate resolves its datasets: two columns, built once, on the session's connection (as
+# core.api_keys looks keys up), not a File entity through the ORM.
+_DATASET_OF_FILE = select(File.path, File.sha256).where(File.id == bindparam("id"), File.tenant == bindparam("tenant"))
+
+
 def resolve_dataset(session: Session, settings: Settings, *, tenant: str, ref: str, param: str) -> ResolvedDataset:
     """A file id, or (if the operator allows it) a path in the tenant's datasets directory -> path under the root."""
     if ref.startswith(f"{FILE_PREFIX}-"):
-        record = get_file(session, tenant=tenant, file_id=ref, param=param)
-        return ResolvedDataset(record.path, record.sha256)
+        row = session.connection().execute(_DATASET_OF_FILE, {"id": ref, "tenant": tenant}).one_or_none()
+        if row is None:
+            raise _not_found(ref, param)
+        return ResolvedDataset(row.path, row.sha256)
     if not settings.allow_path_datasets:
         raise InvalidRequest(f"{param} must be a file id (file-…); upload datasets with POST /files", param=param)
     root = settings.data_root.resolve()

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, joinedload
 from core import attempts
 from core.base_models import check_base_model
 from core.clock import db_now
-from core.db import after_commit, utcnow
+from core.db import after_commit, insert_now, utcnow
 from core.errors import IllegalTransition, JobNotFound
 from core.estimates import Estimate, EstimateInput, estimate
 from core.feasibility import check_fits_a_gpu, check_gpu_count
@@ -145,9 +145,8 @@ def submit_job(session: Session, settings: Settings, queue: Queue, *, tenant: st
         created_at=utcnow(),
         updated_at=utcnow(),
     )
-    session.add(job)
-    session.flush()
-    add_event(session, job.id, "job created", data={"hyperparameters": new.hyperparameters})
+    insert_now(session, job)
+    insert_now(session, JobEvent(job_id=job.id, message="job created", data={"hyperparameters": new.hyperparameters}))
     _enqueue_after_commit(session, queue, settings, job.id)
     return job
 

@@ -45,15 +45,20 @@ def job_id_of(message: str) -> str:
 
 def enqueue_job(queue: Queue, job_id: str, settings: Settings) -> str:
     """Put a wake-up message for ``job_id`` on the queue; returns the RQ job id."""
-    rq_job = queue.enqueue(
-        RUN_JOB_TASK,
-        job_id,
-        job_id=message_id(job_id),
-        job_timeout=settings.job_timeout_seconds,  # RQ's 180 s default would kill any real fine-tune
-        result_ttl=600,
-        failure_ttl=7 * 24 * 3600,
-        description=f"fine-tune {job_id}",
-    )
+    # One pipeline for RQ's two writes (the queue's registration, then the message): without one, RQ sends
+    # each as a round trip of its own, and every submit waits for both.
+    with queue.connection.pipeline() as pipe:
+        rq_job = queue.enqueue_call(
+            RUN_JOB_TASK,
+            args=(job_id,),
+            job_id=message_id(job_id),
+            timeout=settings.job_timeout_seconds,  # RQ's 180 s default would kill any real fine-tune
+            result_ttl=600,
+            failure_ttl=7 * 24 * 3600,
+            description=f"fine-tune {job_id}",
+            pipeline=pipe,
+        )
+        pipe.execute()
     return str(rq_job.id)
 
 
