@@ -12,7 +12,6 @@ linearly with N (an upper bound), and every GPU is paid for.
 from __future__ import annotations
 
 import bisect
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from sqlalchemy.orm import Session
 from core.clock import db_now_minus
 from core.cost import attempt_charge, price_per_hour
 from core.db import utcnow
+from core.model_files import read_json
 from core.models import Worker
 from core.settings import Settings
 from core.throughput import STARTUP_SECONDS, size_class, throughput
@@ -123,9 +123,9 @@ def _config_json(base_model: str) -> dict[str, Any] | None:
         path: Path | None = Path(base_model) / "config.json"
     else:
         path = cached_hub_file(base_model, "config.json")
-    if path is None or not path.is_file():
+    config = read_json(path) if path is not None else None
+    if not isinstance(config, dict):
         return None
-    config: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     text_config = config.get("text_config")
     return text_config if isinstance(text_config, dict) else config
 

@@ -20,12 +20,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Row, Text, cast, select
+from sqlalchemy import JSON, Row, Text, bindparam, cast, select
 from sqlalchemy.orm import Session
 
 from core.jobs import get_job
 from core.models import Job, JobMetric
-from core.pages import newest_first_query, page_of
+from core.pages import PageStatements
 from core.views import JobView, MetricView, adapter_name, progress_percent
 
 _JOBS = Job.__table__.c
@@ -49,47 +49,55 @@ _COLUMNS = [
     JobMetric.id,
     *_METRIC,
 ]
-_JSON_TEXT = frozenset(name for name in _STORED if isinstance(_JOBS[name].type, JSON))
+_PAGES = PageStatements.of(
+    select(*_COLUMNS)
+    .outerjoin(JobMetric, JobMetric.id == Job.latest_metric_id)
+    .where(Job.tenant == bindparam("tenant")),
+    Job,
+)
+_JSON_TEXT = [i for i, name in enumerate(_STORED) if isinstance(_JOBS[name].type, JSON)]
+_FIELDS = tuple(JobView.model_fields)  # read once: pydantic's class property costs a lookup each time
+_METRIC_FIELDS = tuple(MetricView.model_fields)
 _JOB_OBJECT = JobView.model_fields["object"].default
-
-
-def _unparsed(name: str, value: Any) -> Any:
-    return orjson.Fragment(value) if value is not None and name in _JSON_TEXT else value
+# Where each group of columns sits in a row.
+_DERIVED_AT = len(_STORED)
+_ESTIMATED_AT = _DERIVED_AT + len(_DERIVED_FROM)
+_METRIC_AT = _ESTIMATED_AT + len(_ESTIMATED)
 
 
 def _job(row: Row[Any]) -> dict[str, Any]:
-    values = iter(row)
-    stored = {name: _unparsed(name, next(values)) for name in _STORED}
+    values = list(row)
+    for at in _JSON_TEXT:  # spliced in as they are: already JSON
+        if values[at] is not None:
+            values[at] = orjson.Fragment(values[at])
+    job = dict(zip(_STORED, values, strict=False))
     (step, total_steps, epoch, gpu_seconds, cost_usd, device, device_name, dtype, quantization, error_code,
-     error_message, adapter_path) = (next(values) for _ in _DERIVED_FROM)  # fmt: skip
-    estimated_steps, estimated_seconds, estimated_cost = (next(values) for _ in _ESTIMATED)
-    metric_id = next(values)
-    metric = {name: next(values) for name in MetricView.model_fields}
-    derived = {
-        "object": _JOB_OBJECT,
-        "progress": {
-            "step": step,
-            "total_steps": total_steps,
-            "epoch": epoch,
-            "percent": progress_percent(step, total_steps),
-            "estimated_total_steps": estimated_steps,
-        },
-        "latest_metrics": metric if metric_id is not None else None,
-        "cost": {
-            "gpu_seconds": gpu_seconds,
-            "cost_usd": cost_usd,
-            "estimated_seconds": estimated_seconds,
-            "estimated_cost_usd": estimated_cost,
-        },
-        "environment": (
-            {"device": device, "device_name": device_name, "dtype": dtype, "quantization": quantization}
-            if device
-            else None
-        ),
-        "error": {"code": error_code, "message": error_message or ""} if error_code else None,
-        "adapter": adapter_name(adapter_path),
+     error_message, adapter_path) = values[_DERIVED_AT:_ESTIMATED_AT]  # fmt: skip
+    estimated_steps, estimated_seconds, estimated_cost = values[_ESTIMATED_AT:_METRIC_AT]
+    job["object"] = _JOB_OBJECT
+    job["progress"] = {
+        "step": step,
+        "total_steps": total_steps,
+        "epoch": epoch,
+        "percent": progress_percent(step, total_steps),
+        "estimated_total_steps": estimated_steps,
     }
-    return {name: stored[name] if name in stored else derived[name] for name in JobView.model_fields}
+    # The newest metrics row's id, then its fields; no id: the outer join found none.
+    job["latest_metrics"] = (
+        dict(zip(_METRIC_FIELDS, values[_METRIC_AT + 1 :], strict=True)) if values[_METRIC_AT] is not None else None
+    )
+    job["cost"] = {
+        "gpu_seconds": gpu_seconds,
+        "cost_usd": cost_usd,
+        "estimated_seconds": estimated_seconds,
+        "estimated_cost_usd": estimated_cost,
+    }
+    job["environment"] = (
+        {"device": device, "device_name": device_name, "dtype": dtype, "quantization": quantization} if device else None
+    )
+    job["error"] = {"code": error_code, "message": error_message or ""} if error_code else None
+    job["adapter"] = adapter_name(adapter_path)
+    return {name: job[name] for name in _FIELDS}  # in the view's order, as GET /finetune/{id} writes it
 
 
 def render(rows: Sequence[Row[Any]], has_more: bool) -> bytes:
@@ -102,6 +110,6 @@ def render(rows: Sequence[Row[Any]], has_more: bool) -> bytes:
 def job_list_page(session: Session, *, tenant: str, limit: int, after: str | None = None) -> bytes:
     """A tenant's jobs, newest first, after the job ``after``: GET /finetune's answer, as JSON bytes."""
     cursor = get_job(session, tenant=tenant, job_id=after) if after is not None else None
-    query = select(*_COLUMNS).outerjoin(JobMetric, JobMetric.id == Job.latest_metric_id).where(Job.tenant == tenant)
-    page = page_of(session.execute(newest_first_query(query, Job, cursor, limit)).all(), limit)
+    # On the session's connection: rows of plain columns need none of the ORM's loading.
+    page = _PAGES.run(session.connection(), {"tenant": tenant}, cursor, limit)
     return render(page.items, page.has_more)

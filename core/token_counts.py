@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from core.dataset_formats import Example, Message, read_examples
+from core.model_files import read_json, read_text
 from core.settings import Settings
 from trainer.chat_template import CHATML_TEMPLATE
 
@@ -74,8 +75,8 @@ def _special(value: Any) -> str | None:
 
 
 def _template(config: dict[str, Any], template_file: Path | None) -> str:
-    if template_file is not None and template_file.is_file():
-        return template_file.read_text(encoding="utf-8")
+    if template_file is not None and (text := read_text(template_file)) is not None:
+        return text
     template = config.get("chat_template")
     if isinstance(template, list):  # named templates: the trainer uses the default one
         template = next((t.get("template") for t in template if t.get("name") == "default"), None)
@@ -86,20 +87,21 @@ def tokenizer_files(base_model: str) -> TokenizerFiles | str:
     """The model's tokenizer files from its directory or the local hub cache; a reason string if there are none."""
     directory = Path(base_model)
     if directory.is_absolute():
+        # No is_file() checks: the reads below find out, and tokenizer.json's existence costs one stat there.
         found: dict[str, Path | None] = {
-            name: (directory / name if (directory / name).is_file() else None)
-            for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
+            name: directory / name for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
         }
     else:
         found = {name: cached_hub_file(base_model, name) for name in ("tokenizer.json", "tokenizer_config.json")}
         found["chat_template.jinja"] = cached_hub_file(base_model, "chat_template.jinja")
     tokenizer_json = found["tokenizer.json"]
-    if tokenizer_json is None:
+    if tokenizer_json is None or not tokenizer_json.is_file():
         if directory.is_absolute():
             return f"no tokenizer.json in the model directory {directory.name}"
         return f"the tokenizer of {base_model} is not in the local Hugging Face cache (the API never downloads)"
     config_path = found["tokenizer_config.json"]
-    config: dict[str, Any] = json.loads(config_path.read_text(encoding="utf-8")) if config_path else {}
+    parsed = read_json(config_path) if config_path else None
+    config: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
     specials = {k: v for k, raw in config.items() if k.endswith("_token") and (v := _special(raw)) is not None}
     return TokenizerFiles(
         tokenizer_json, _template(config, found["chat_template.jinja"]), specials.get("eos_token", ""), specials

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
+from core import model_files
 from core.db import transaction
 from core.estimates import Estimate, EstimateInput, _data_size, estimate
 from core.settings import Settings
@@ -30,3 +33,26 @@ def test_a_repeated_estimate_of_one_dataset_parses_its_lengths_once_and_packs_th
     assert all(each.total_steps == counted.total_steps for each in estimates)
     assert _stored_lengths.cache_info().misses == parses + 1  # the entry parsed by the first of the sweep only
     assert _data_size.cache_info().misses == packings  # packed when first counted, not since
+
+
+def test_a_models_config_is_parsed_once_per_version_and_a_model_replaced_in_place_is_read_anew(
+    settings: Settings, tiny_model: Path, sample_dataset: Path, tmp_path: Path
+) -> None:
+    model = tmp_path / "models" / "replaced"
+    shutil.copytree(tiny_model, model)
+    job = EstimateInput(str(model), sample_dataset, None, {"n_epochs": 1}, has_validation_file=False, gpus=1)
+    before = _estimate(settings, job).throughput.model_parameters
+    parses = model_files._json.cache_info().misses
+    assert _estimate(settings, job).throughput.model_parameters == before
+    assert model_files._json.cache_info().misses == parses  # config.json and tokenizer_config.json: cached
+
+    config = json.loads((model / "config.json").read_text())
+    config["num_hidden_layers"] *= 2
+    (model / "config.json").write_text(json.dumps(config))  # a new size, and so a new version
+    assert _estimate(settings, job).throughput.model_parameters > before
+    assert model_files._json.cache_info().misses == parses + 1
+
+
+def test_a_missing_model_file_or_a_directory_reads_as_none(tmp_path: Path) -> None:
+    assert model_files.read_json(tmp_path / "config.json") is None
+    assert model_files.read_text(tmp_path) is None
