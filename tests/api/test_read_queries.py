@@ -10,13 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
-from sqlalchemy import Engine, event, null, text, update
+from sqlalchemy import Connection, Engine, event, null, text, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from api.schemas import JobList
 from core import jobs
 from core.api_keys import create_key
-from core.db import engine_for, loop_read_session_factory, transaction, utcnow
+from core.db import engine_for, loop_read_session_factory, read_session_factory, transaction, utcnow
+from core.job_list_page import job_list_page
 from core.migrate import upgrade_database
 from core.models import Job
 from core.settings import Settings
@@ -178,3 +181,77 @@ def _compare_list_pages(settings: Settings, reader: httpx.Client, tiny_model: Pa
     assert first == _list_through_the_models(settings, 4) and first["has_more"]
     second = reader.get("/finetune", params={"limit": 4, "after": first["next_cursor"]}).raise_for_status().json()
     assert second == _list_through_the_models(settings, 4, first["next_cursor"]) and not second["has_more"]
+
+
+def _copies(conn: Connection, template: str, count: int, tenants: list[str]) -> None:
+    """``count`` copies of job ``template``, older than it, spread over ``tenants``."""
+    columns = [column.name for column in Job.__table__.c]
+    copied = {
+        "id": "id || '-' || :batch || '-' || g",
+        "tenant": "(CAST(:tenants AS text[]))[1 + g % cardinality(CAST(:tenants AS text[]))]",
+        "created_at": "created_at - g * interval '1 millisecond'",
+    }
+    select_list = ", ".join(copied.get(name, name) for name in columns)
+    conn.execute(
+        text(
+            f"INSERT INTO jobs ({', '.join(columns)}) SELECT {select_list} "
+            "FROM jobs, generate_series(1, :n) AS g WHERE id = :template"
+        ),
+        {"batch": tenants[0], "tenants": tenants, "n": count, "template": template},
+    )
+
+
+def _grow_tenant_behind_the_statistics(settings: Settings, template: str, jobs_count: int) -> None:
+    """``jobs_count`` jobs for TENANT, added after an ANALYZE that saw 200 jobs of four other tenants, with
+    autovacuum off for the table so that no ANALYZE catches up meanwhile: a tenant that grew since the last
+    ANALYZE, as a busy new tenant of a big table does for hours."""
+    with engine_for(settings.resolved_database_url).connect() as conn:
+        conn.execute(text("ALTER TABLE jobs SET (autovacuum_enabled = false)"))
+        _copies(conn, template, 200, [f"other-{n}" for n in range(4)])
+        conn.commit()
+        conn.execute(text("ANALYZE jobs"))
+        _copies(conn, template, jobs_count, [TENANT])
+        conn.commit()
+
+
+def _list_page_plans(sessions: sessionmaker[Session], pages: int) -> list[str]:
+    """The plans PostgreSQL ran for ``pages`` first pages of TENANT's jobs on one pooled connection (auto_explain,
+    sent back as notices)."""
+    plans: list[str] = []
+    with sessions() as session:
+        driver = session.connection().connection.driver_connection
+
+        def note(diagnostic: Any) -> None:
+            if "FROM jobs" in (diagnostic.message_primary or ""):
+                plans.append(diagnostic.message_primary)
+
+        for setting in ("LOAD 'auto_explain'", "SET auto_explain.log_level = notice"):
+            session.execute(text(setting))
+        session.execute(text("SET auto_explain.log_min_duration = 0"))
+        driver.add_notice_handler(note)
+        try:
+            for _ in range(pages):
+                assert len(orjson.loads(job_list_page(session, tenant=TENANT, limit=100))["data"]) == 100
+        finally:
+            driver.remove_notice_handler(note)
+            session.execute(text("RESET auto_explain.log_min_duration"))
+    return plans
+
+
+def test_list_pages_read_only_their_rows_of_a_tenant_that_grew_since_the_last_analyze(
+    settings: Settings, tiny_model: Path, sample_dataset: Path
+) -> None:
+    """The API's reads run generic plans (core.db.loop_read_session_factory): the page's index, in its order, up
+    to the limit. A plan made for the values believed the stale statistics and sorted all 3,000 jobs."""
+    template = submit_in_database(settings, "other", tiny_model, sample_dataset)
+    _grow_tenant_behind_the_statistics(settings, template, 3000)
+    try:
+        api_plans = _list_page_plans(loop_read_session_factory(settings.resolved_database_url), pages=12)
+        default_plans = _list_page_plans(read_session_factory(settings.resolved_database_url), pages=1)
+    finally:
+        with engine_for(settings.resolved_database_url).begin() as conn:
+            conn.execute(text("ALTER TABLE jobs RESET (autovacuum_enabled)"))
+    assert len(api_plans) == 12
+    for plan in api_plans:
+        assert "Index Scan Backward using ix_jobs_tenant_created" in plan and "Sort" not in plan, plan
+    assert "Sort Key: jobs.created_at DESC" in default_plans[0], default_plans  # the case is real
