@@ -172,13 +172,14 @@ class Writer:
     authorization: str | None
     known_tenant: str | None  # IdempotencyKeys looked the key up already
     slots: WriteSlots
+    scope: Scope  # the request's, which holds what is left of its wait
 
     async def __call__(self, work: Callable[[Session, str], T]) -> T:
         """``work(session, tenant)`` inside a transaction; committed (and its after-commit sends made) on return.
 
         Overloaded (503) instead if no write slot frees within the allowed wait.
         """
-        async with self.slots.held():
+        async with self.slots.held(self.scope):
             return await run_in_threadpool(self._run, work)
 
     def _run(self, work: Callable[[Session, str], T]) -> T:
@@ -188,7 +189,8 @@ class Writer:
 
 
 async def get_writer(request: Request, settings: SettingsDep, authorization: AuthorizationDep) -> Writer:
-    return Writer(settings, authorization, getattr(request.state, "tenant", None), request.app.state.write_slots)
+    tenant = getattr(request.state, "tenant", None)
+    return Writer(settings, authorization, tenant, request.app.state.write_slots, request.scope)
 
 
 WriterDep = Annotated[Writer, Depends(get_writer)]

@@ -143,7 +143,8 @@ class Settings(BaseSettings):
     api_max_queue_wait_seconds: float = Field(
         default=0.25,
         ge=0,
-        description="how long a request waits for a free slot, or behind a busy event loop, before a 503 with "
+        description="how long a request may wait in all, from when it arrived (unread behind a busy event loop, for "
+        "a free slot, for a write slot), before a 503 with "
         "Retry-After. Requests take milliseconds: past this the service is over capacity, and a quick 503 "
         "serves a client better than a slow answer (0.5 s let p99 reach 0.7-0.8 s at 200 clients)",
     )

@@ -28,7 +28,7 @@ def api(
     with resolved_settings(own_redis=True) as settings:
         use_multiprocess_dir(settings)  # before anything imports prometheus_client
         from api.main import create_app
-        from api.serving import server_options
+        from api.serving import server_options, worker_listeners
 
         bind = host or settings.api_host
         try:
@@ -36,16 +36,23 @@ def api(
         except ValueError as exc:
             typer.echo(f"refusing to start: {exc}", err=True)
             raise typer.Exit(2) from exc
+        if settings.api_workers == 1:
+            uvicorn.run(create_app(settings), host=bind, port=port or settings.api_port, **server_options(settings))
+            return
+        from uvicorn.supervisors import Multiprocess
+
         # Several workers build their apps from the TUNEQ_* variables resolved_settings exported.
-        several = settings.api_workers > 1
-        uvicorn.run(
-            "api.main:create_app" if several else create_app(settings),
-            factory=several,
+        config = uvicorn.Config(
+            "api.main:create_app",
+            factory=True,
             workers=settings.api_workers,
             host=bind,
             port=port or settings.api_port,
             **server_options(settings),
         )
+        sockets, held = worker_listeners(config)
+        with held:
+            Multiprocess(config, sockets=sockets).run()
 
 
 @app.command()

@@ -98,3 +98,34 @@ def test_connections_have_nagle_off_also_on_the_socket_several_workers_share(set
 
     assert asyncio.run(accepted_nodelay(HttpToolsProtocol)) == 0  # the case: uvicorn's own protocol leaves it on
     assert asyncio.run(accepted_nodelay(NoDelayHttpProtocol)) != 0
+
+
+def listening_on(process: psutil.Process, port: int) -> bool:
+    return any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in process.net_connections("tcp"))
+
+
+def connections_on(process: psutil.Process, port: int) -> int:
+    return sum(c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port for c in process.net_connections("tcp"))
+
+
+def test_connections_opened_together_spread_over_the_worker_processes(settings: Settings, tmp_path: Path) -> None:
+    """On uvicorn's one shared socket, whichever worker woke first accepted every connection waiting: 200
+    opened by a load at once all went to one process while the other idled. Each worker now listens on a
+    socket of its own (api.serving.OwnListener), and the kernel spreads connections over them."""
+    api, url = start_api(tmp_path / "logs", env={"TUNEQ_API_WORKERS": "2"})
+    host, port = url.removeprefix("http://").split(":")
+    opened: list[socket.socket] = []
+    try:
+        supervisor = psutil.Process(api.process.pid)
+        wait_until(lambda: len(server_processes(supervisor)) == 2, timeout=60, what="two API worker processes")
+        servers = server_processes(supervisor)
+        wait_until(lambda: all(listening_on(s, int(port)) for s in servers), timeout=60, what="both listening")
+        assert not listening_on(supervisor, int(port))  # it holds the port, but connections go to the workers
+        opened = [socket.create_connection((host, int(port)), timeout=10) for _ in range(64)]
+        wait_until(lambda: sum(connections_on(s, int(port)) for s in servers) == 64, timeout=30, what="accepted")
+        counts = [connections_on(server, int(port)) for server in servers]
+        assert min(counts) >= 12, counts  # even odds per connection: fewer than 12 of 64 is a 1-in-10^7 draw
+    finally:
+        for each in opened:
+            each.close()
+        api.stop()

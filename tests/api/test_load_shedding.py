@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -109,6 +111,58 @@ def test_requests_that_waited_too_long_behind_a_busy_event_loop_are_shed_at_once
     assert len(served) + len(shed) == 30 and served and shed, [answer.status_code for answer in answers]
     assert all(answer.headers["Retry-After"] == "1" for answer in shed)
     assert shed[0].json()["error"]["code"] == "overloaded"
+
+
+def _get(sock: socket.socket, path: str) -> None:
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+
+
+def _status(sock: socket.socket) -> int:
+    """The status of the next answer on ``sock``, read through its (short) body."""
+    reader = sock.makefile("rb")
+    status = int(reader.readline().split()[1])
+    length = 0
+    while (line := reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode().partition(":")
+        length = int(value) if name.lower() == "content-length" else length
+    reader.read(length)
+    return status
+
+
+def test_requests_that_sat_unread_while_the_loop_was_busy_are_shed_at_the_door(settings: Settings) -> None:
+    """Requests that come on open connections while the loop runs a long round of work wait unread in the
+    kernel, where no probe of the loop's backlog sees them: they used to be read, started and answered
+    after the round, however long it took. The loop's selector knows since when they may have waited
+    (api.serving.TimedSelector), and the door sheds them once that is longer than the allowed wait."""
+    holding, release = threading.Event(), threading.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == "/hold":
+            holding.set()
+            release.wait(timeout=30)  # a round of work holding the loop
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    limits = settings.model_copy(update={"api_max_queue_wait_seconds": 0.25})
+    with serve(limits, app=ConcurrencyLimit(app, limits, LoopBacklog())) as url, ExitStack() as stack:
+        address = url.removeprefix("http://").split(":")
+        connect = lambda: stack.enter_context(socket.create_connection((address[0], int(address[1])), timeout=30))  # noqa: E731
+        waiting = [connect() for _ in range(8)]
+        for sock in waiting:  # open and served at once: the loop is idle
+            _get(sock, "/fast")
+            assert _status(sock) == 200
+        holder = connect()
+        _get(holder, "/hold")
+        assert holding.wait(timeout=30)
+        for sock in waiting:
+            _get(sock, "/fast")  # in the kernel now, unread while the loop holds
+        time.sleep(0.4)  # longer than the allowed wait
+        release.set()
+        assert _status(holder) == 200
+        assert [_status(sock) for sock in waiting] == [503] * 8
+        for sock in waiting:  # the loop is free again: served at once
+            _get(sock, "/fast")
+            assert _status(sock) == 200
 
 
 def test_a_request_is_not_shed_for_the_time_its_own_work_took(settings: Settings) -> None:
