@@ -58,10 +58,15 @@ class NewJob:
     gpus: int = 1  # of one host, data-parallel; batch_size is per GPU
 
 
+def message_event(job_id: str, message: str, *, level: str = "info", data: dict[str, Any] | None = None) -> JobEvent:
+    """A row of the job's event log, as every change of the job writes one."""
+    return JobEvent(job_id=job_id, message=message, level=level, type="message", data=data)
+
+
 def add_event(
     session: Session, job_id: str, message: str, *, level: str = "info", data: dict[str, Any] | None = None
 ) -> None:
-    session.add(JobEvent(job_id=job_id, message=message, level=level, type="message", data=data))
+    session.add(message_event(job_id, message, level=level, data=data))
 
 
 def _enqueue_after_commit(session: Session, queue: Queue, settings: Settings, job_id: str) -> None:
@@ -146,7 +151,7 @@ def submit_job(session: Session, settings: Settings, queue: Queue, *, tenant: st
         updated_at=utcnow(),
     )
     insert_now(session, job)
-    insert_now(session, JobEvent(job_id=job.id, message="job created", data={"hyperparameters": new.hyperparameters}))
+    insert_now(session, message_event(job.id, "job created", data={"hyperparameters": new.hyperparameters}))
     _enqueue_after_commit(session, queue, settings, job.id)
     return job
 
@@ -302,7 +307,7 @@ def transition(
             raise IllegalTransition(f"job {job_id} is no longer held by worker {owner}")
         raise IllegalTransition(f"job {job_id} is {current.status}; it cannot become {target.value}")
     session.refresh(job)
-    event = JobEvent(job_id=job_id, message=message, level="info", type="message", data={"status": target.value})
+    event = message_event(job_id, message, data={"status": target.value})
     session.add(event)
     session.flush()  # its id orders this job's webhook events: the UPDATE above serialises the job's changes
     record_status_event(session, job, target, sequence=event.id)
