@@ -1,4 +1,5 @@
-"""A model's small files (config.json, tokenizer_config.json, a chat template), read once per version.
+"""A model's files (config.json, tokenizer_config.json, a chat template, tokenizer.json's digest), read once per
+version.
 
 Every submit and estimate reads them. A model directory rarely changes, but it can be replaced in place,
 so each read costs one ``stat``: the parse is cached by path, inode, modification time and size.
@@ -6,6 +7,7 @@ so each read costs one ``stat``: the parse is cached by path, inode, modificatio
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -34,6 +36,17 @@ def read_json(path: Path) -> Any:
     """The file's parsed JSON; None if it is not a file. Shared between callers: do not change it."""
     version = _version(path)
     return None if version is None else _json(path, version)
+
+
+def sha256_of(path: Path) -> str | None:
+    """The file's SHA-256 (hex); None if it is not a file."""
+    version = _version(path)
+    return None if version is None else _sha256(path, version)
+
+
+@lru_cache(maxsize=32)
+def _sha256(path: Path, version: _Version) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @lru_cache(maxsize=64)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from core.dataset_formats import Example, Message, read_examples
-from core.model_files import read_json, read_text
+from core.model_files import read_json, read_text, sha256_of
 from core.settings import Settings
 from trainer.chat_template import CHATML_TEMPLATE
 
@@ -119,9 +119,9 @@ def cached_hub_file(repo_id: str, filename: str) -> Path | None:
         return None
 
 
-@lru_cache(maxsize=32)
 def _identity(tokenizer_json: Path, chat_template: str, eos_token: str) -> str:
-    digest = hashlib.sha256(tokenizer_json.read_bytes())
+    # tokenizer.json's digest is cached per file version: a model replaced in place counts anew.
+    digest = hashlib.sha256((sha256_of(tokenizer_json) or "").encode())
     digest.update(b"\x00" + chat_template.encode() + b"\x00" + eos_token.encode())
     return digest.hexdigest()
 

@@ -11,7 +11,7 @@ from core import model_files
 from core.db import transaction
 from core.estimates import Estimate, EstimateInput, _data_size, estimate
 from core.settings import Settings
-from core.token_counts import _stored_lengths
+from core.token_counts import TokenizerFiles, _stored_lengths, tokenizer_files
 
 
 def _estimate(settings: Settings, job: EstimateInput) -> Estimate:
@@ -56,3 +56,18 @@ def test_a_models_config_is_parsed_once_per_version_and_a_model_replaced_in_plac
 def test_a_missing_model_file_or_a_directory_reads_as_none(tmp_path: Path) -> None:
     assert model_files.read_json(tmp_path / "config.json") is None
     assert model_files.read_text(tmp_path) is None
+
+
+def test_a_tokenizer_replaced_in_place_gets_a_new_identity(tiny_model: Path, tmp_path: Path) -> None:
+    """Token counts are cached under the tokenizer's identity; a tokenizer.json rewritten at the same path
+    must not find the counts of the one before (the digest was once cached by path alone)."""
+    model = tmp_path / "models" / "retokenized"
+    shutil.copytree(tiny_model, model)
+    files = tokenizer_files(str(model))
+    assert isinstance(files, TokenizerFiles)
+    before = files.identity
+    assert files.identity == before  # the same file, the same identity
+    tokenizer = json.loads((model / "tokenizer.json").read_text())
+    tokenizer["added_tokens"].append({**tokenizer["added_tokens"][-1], "id": 10_000, "content": "<|new|>"})
+    (model / "tokenizer.json").write_text(json.dumps(tokenizer))
+    assert files.identity != before
