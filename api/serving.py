@@ -104,12 +104,17 @@ class OwnListener:
 
 
 def reuse_port_listener(host: str, port: int, backlog: int) -> socket.socket:
+    sock = _bound_in_reuse_port_group(host, port)
+    sock.listen(backlog)
+    return sock
+
+
+def _bound_in_reuse_port_group(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.listen(backlog)
     return sock
 
 
@@ -124,10 +129,6 @@ def worker_listeners(config: Config) -> tuple[list[socket.socket], socket.socket
     if sys.platform != "linux" or not config.port or config.uds or config.fd is not None:
         shared = config.bind_socket()
         return [shared], shared
-    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-    reserved = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    reserved.bind((config.host, config.port))
+    reserved = _bound_in_reuse_port_group(config.host, config.port)
     own = OwnListener(config.host, config.port, config.backlog)
     return [cast(socket.socket, own)], reserved
