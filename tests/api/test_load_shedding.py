@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import socket
+import http.client
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,20 +113,11 @@ def test_requests_that_waited_too_long_behind_a_busy_event_loop_are_shed_at_once
     assert shed[0].json()["error"]["code"] == "overloaded"
 
 
-def _get(sock: socket.socket, path: str) -> None:
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
-
-
-def _status(sock: socket.socket) -> int:
-    """The status of the next answer on ``sock``, read through its (short) body."""
-    reader = sock.makefile("rb")
-    status = int(reader.readline().split()[1])
-    length = 0
-    while (line := reader.readline()) not in (b"\r\n", b""):
-        name, _, value = line.decode().partition(":")
-        length = int(value) if name.lower() == "content-length" else length
-    reader.read(length)
-    return status
+def _answer(connection: http.client.HTTPConnection) -> int:
+    """The status of the answer to the request last sent on ``connection``, read through its body."""
+    response = connection.getresponse()
+    response.read()
+    return response.status
 
 
 def test_requests_that_sat_unread_while_the_loop_was_busy_are_shed_at_the_door(settings: Settings) -> None:
@@ -145,24 +136,24 @@ def test_requests_that_sat_unread_while_the_loop_was_busy_are_shed_at_the_door(s
 
     limits = settings.model_copy(update={"api_max_queue_wait_seconds": 0.25})
     with serve(limits, app=ConcurrencyLimit(app, limits, LoopBacklog())) as url, ExitStack() as stack:
-        address = url.removeprefix("http://").split(":")
-        connect = lambda: stack.enter_context(socket.create_connection((address[0], int(address[1])), timeout=30))  # noqa: E731
+        host, port = url.removeprefix("http://").split(":")
+        connect = lambda: stack.enter_context(closing(http.client.HTTPConnection(host, int(port), timeout=30)))  # noqa: E731
         waiting = [connect() for _ in range(8)]
-        for sock in waiting:  # open and served at once: the loop is idle
-            _get(sock, "/fast")
-            assert _status(sock) == 200
+        for connection in waiting:  # open and served at once: the loop is idle
+            connection.request("GET", "/fast")
+            assert _answer(connection) == 200
         holder = connect()
-        _get(holder, "/hold")
+        holder.request("GET", "/hold")
         assert holding.wait(timeout=30)
-        for sock in waiting:
-            _get(sock, "/fast")  # in the kernel now, unread while the loop holds
+        for connection in waiting:
+            connection.request("GET", "/fast")  # sent, not answered: in the kernel, unread while the loop holds
         time.sleep(0.4)  # longer than the allowed wait
         release.set()
-        assert _status(holder) == 200
-        assert [_status(sock) for sock in waiting] == [503] * 8
-        for sock in waiting:  # the loop is free again: served at once
-            _get(sock, "/fast")
-            assert _status(sock) == 200
+        assert _answer(holder) == 200
+        assert [_answer(connection) for connection in waiting] == [503] * 8
+        for connection in waiting:  # the loop is free again: served at once
+            connection.request("GET", "/fast")
+            assert _answer(connection) == 200
 
 
 def test_a_request_is_not_shed_for_the_time_its_own_work_took(settings: Settings) -> None:
