@@ -36,8 +36,9 @@ def api(
         except ValueError as exc:
             typer.echo(f"refusing to start: {exc}", err=True)
             raise typer.Exit(2) from exc
+        port = port or settings.api_port
         if settings.api_workers == 1:
-            uvicorn.run(create_app(settings), host=bind, port=port or settings.api_port, **server_options(settings))
+            uvicorn.run(create_app(settings), host=bind, port=port, **server_options(settings))
             return
         from uvicorn.supervisors import Multiprocess
 
@@ -47,7 +48,7 @@ def api(
             factory=True,
             workers=settings.api_workers,
             host=bind,
-            port=port or settings.api_port,
+            port=port,
             **server_options(settings),
         )
         sockets, held = worker_listeners(config)
