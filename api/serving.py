@@ -64,10 +64,20 @@ class NoDelayHttpProtocol(HttpToolsProtocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().connection_made(transport)
 
+    answered_at = float("-inf")  # when this connection's last answer was complete
+
+    def on_response_complete(self) -> None:
+        self.answered_at = time.monotonic()
+        super().on_response_complete()
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         if isinstance(self.loop, TimedEventLoop):  # the door sheds what waited unread too long (api.load_shedding)
-            self.scope[UNREAD_SINCE] = self.loop.timed_selector.unread_since  # type: ignore[literal-required]
+            # A client waits for its answer before it sends its next request on the connection, so that request
+            # cannot have come before the answer went: after a long round, the selector's bound alone counted
+            # the whole round as the wait of a request sent in its last moment, and shed it.
+            since = max(self.loop.timed_selector.unread_since, self.answered_at)
+            self.scope[UNREAD_SINCE] = since  # type: ignore[literal-required]
 
 
 def server_options(settings: Settings) -> dict[str, Any]:

@@ -156,6 +156,30 @@ def test_requests_that_sat_unread_while_the_loop_was_busy_are_shed_at_the_door(s
             assert _answer(connection) == 200
 
 
+def test_a_request_sent_after_a_long_round_answered_its_connection_is_not_shed(settings: Settings) -> None:
+    """A request that comes on a connection in the last moment of a long round of work is read right after it,
+    by a look at the sockets that returns at once; all the selector knows is that it came during the round.
+    But a client sends its next request only once its answer came, so the request cannot have waited longer
+    than since that answer (the door used to count the whole round and shed it)."""
+    limits = settings.model_copy(update={"api_max_queue_wait_seconds": 0.3})
+
+    async def slow_round(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == "/slow":
+            time.sleep(0.5)  # a round of work holding the loop, longer than the allowed wait
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+        if scope["path"] == "/slow":
+            time.sleep(0.15)  # the round goes on after the answer left: the next request comes meanwhile
+
+    with serve(limits, app=ConcurrencyLimit(slow_round, limits, LoopBacklog())) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with closing(http.client.HTTPConnection(host, int(port), timeout=30)) as connection:
+            connection.request("GET", "/slow")
+            assert _answer(connection) == 200
+            connection.request("GET", "/fast")  # at once: it waits at most the 0.15 s left of the round
+            assert _answer(connection) == 200
+
+
 def test_a_request_is_not_shed_for_the_time_its_own_work_took(settings: Settings) -> None:
     """A process's first request sets things up for a second or more before its read; the probe it queued at
     the door has aged by that much, but the loop was not behind when it came (CI saw it answered 503)."""
