@@ -14,6 +14,14 @@ dropped connections) and must be 0. Also measured: the claim query's time
 
 Load comes from wrk (`apt-get install wrk`), so the cores go to the service, not to the client.
 
+To compare two trees on a machine whose speed drifts (here by 2x within an hour), run both at once:
+``--against ../base`` starts a second API from that checkout on the same database, and every row is
+measured ``--rounds`` times on each, alternating (baseline first in odd rounds), then summarised as
+ratios of the medians (this tree / baseline):
+
+    git worktree add ../base main
+    .venv/bin/python bench/service.py --api-workers 2 --clients 1 200 --ops submit status --against ../base --rounds 3
+
 Needs PostgreSQL (--pg-url) and Redis (--redis-url, a database it may flush).
 """
 
@@ -184,6 +192,16 @@ def load(base_url: str, key: str, clients: int, seconds: int, op: Operation, api
     }
 
 
+def ratios(results: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
+    """This tree's medians over the baseline's, for the measures that decide a change."""
+
+    def ratio(measure: str) -> float:
+        this, baseline = (statistics.median(r[measure] for r in results[name]) for name in ("this", "baseline"))
+        return round(this / baseline, 3) if baseline else float("nan")
+
+    return {f"{measure}_ratio": ratio(measure) for measure in ("ok_per_s", "p99_ms", "server_cpu_ms_per_req")}
+
+
 def candidates_before(session: Session, settings: Settings) -> list[str]:
     """The claim query before this change (usage aggregated over every job ever), as the baseline of the ratio."""
     usage = (
@@ -258,6 +276,8 @@ def main() -> None:
     parser.add_argument("--finished", type=int, default=0, help="finished jobs to bulk-insert first")
     parser.add_argument("--dispatches", type=int, default=3, help="dispatch latency samples (0: skip)")
     parser.add_argument("--ops", nargs="+", choices=["submit", "status", "list"], default=["submit", "status", "list"])
+    parser.add_argument("--against", type=Path, help="a checkout to serve as the baseline, alternating with this tree")
+    parser.add_argument("--rounds", type=int, default=1, help="measurements of each row on each tree (--against)")
     args = parser.parse_args()
 
     from trainer.sample_data import write_sample_dataset
@@ -284,6 +304,16 @@ def main() -> None:
         with transaction(url) as session:
             key = create_key(session, TENANT, "bench").secret
         api, base_url = start_api(root / "logs", env=env)
+        baseline = (
+            start_api(
+                root / "logs",
+                env={**env, "PYTHONPATH": str(args.against.resolve())},
+                name="baseline",
+                cwd=args.against.resolve(),
+            )
+            if args.against
+            else None
+        )
         try:
             with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
                 dataset = write_sample_dataset(root / "capitals.jsonl")
@@ -311,11 +341,20 @@ def main() -> None:
                 "claim_query_before_ms": claim_query_ms(settings, candidates_before),
             }
             print(json.dumps({**header, "seeded_s": seeded_s, **claim}))
-            server = psutil.Process(api.process.pid)
+            trees = [("this", base_url, psutil.Process(api.process.pid))]
+            if baseline is not None:
+                trees.insert(0, ("baseline", baseline[1], psutil.Process(baseline[0].process.pid)))
             for clients in args.clients:
                 for op in (op for op in ops if op.name in args.ops):
-                    result = load(base_url, key, clients, args.seconds, op, server)
-                    print(json.dumps({**header, "op": op.name, **result}), flush=True)
+                    results: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in trees}
+                    for round_ in range(1, (args.rounds if baseline else 1) + 1):
+                        for name, url_of_tree, server in trees if round_ % 2 else trees[::-1]:
+                            result = load(url_of_tree, key, clients, args.seconds, op, server)
+                            results[name].append(result)
+                            tree = {"tree": name, "round": round_} if baseline else {}
+                            print(json.dumps({**header, "op": op.name, **tree, **result}), flush=True)
+                    if baseline is not None:
+                        print(json.dumps({**header, "op": op.name, "clients": clients, **ratios(results)}), flush=True)
             if args.dispatches and not args.queued:  # with a backlog the worker rightly claims older jobs first
                 redis.Redis.from_url(args.redis_url).flushdb()  # the load's submit messages: not this measure's
                 with transaction(url) as session:
@@ -333,6 +372,8 @@ def main() -> None:
                 print(json.dumps({**header, "dispatch_ms": samples}))
         finally:
             api.stop()
+            if baseline is not None:
+                baseline[0].stop()
 
 
 if __name__ == "__main__":

@@ -52,8 +52,10 @@ class Service:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def start_tuneq(name: str, args: list[str], log_dir: Path, env: dict[str, str] | None = None) -> Service:
-    """Run ``python -m tuneq ARGS`` with its output in ``log_dir/NAME.log``."""
+def start_tuneq(
+    name: str, args: list[str], log_dir: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Service:
+    """Run ``python -m tuneq ARGS`` with its output in ``log_dir/NAME.log`` (from ``cwd``'s tuneq, if given)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     with log_path.open("ab") as log:
@@ -62,15 +64,20 @@ def start_tuneq(name: str, args: list[str], log_dir: Path, env: dict[str, str] |
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
+            cwd=cwd,
         )
     return Service(name, process, log_path)
 
 
 def start_api(
-    log_dir: Path, port: int | None = None, env: dict[str, str] | None = None, name: str = "api"
+    log_dir: Path,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+    name: str = "api",
+    cwd: Path | None = None,
 ) -> tuple[Service, str]:
     port = port or free_port()
-    service = start_tuneq(name, ["api", "--host", "127.0.0.1", "--port", str(port)], log_dir, env)
+    service = start_tuneq(name, ["api", "--host", "127.0.0.1", "--port", str(port)], log_dir, env, cwd)
     base_url = f"http://127.0.0.1:{port}"
     wait_until_healthy(service, base_url)
     return service, base_url
