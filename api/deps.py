@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated, TypeVar
@@ -10,16 +11,25 @@ from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from rq import Queue
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import Scope
 
 from api.load_shedding import LoopBacklog, Overloaded, WriteSlots
 from core.api_keys import authenticate
-from core.db import loop_read_session_factory, read_session_factory, read_with_one_retry, session_factory
+from core.db import (
+    loop_read_session_factory,
+    read_session_factory,
+    read_with_one_retry,
+    session_factory,
+    write_session_factory,
+)
 from core.errors import AuthenticationFailed
 from core.settings import AuthMode, Settings
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 bearer = HTTPBearer(auto_error=False, description="an API key from `tuneq keys create`")
 
@@ -156,6 +166,10 @@ async def get_reader(request: Request, settings: SettingsDep, authorization: Aut
 ReaderDep = Annotated[Reader, Depends(get_reader)]
 
 
+class _DroppedConnection(Exception):
+    """The write's first statement found its pooled connection dropped by the database: nothing was sent."""
+
+
 @dataclass(frozen=True)
 class Writer:
     """Runs a write's database work in one threadpool call: the key lookup, then ``work``, in one transaction.
@@ -165,12 +179,13 @@ class Writer:
     out once committed), so they stay off the event loop; but one hop, not
     three: the key lookup, the route and the session's close each took one,
     and a hop cost as much CPU as a status read. The lookup shares the
-    transaction's connection (one checkout, one pre-ping).
+    transaction's connection, and is its first statement: it also tells a
+    connection the database dropped, so the pool needs no ping per write
+    (core.db.write_session_factory).
     """
 
     settings: Settings
     authorization: str | None
-    known_tenant: str | None  # IdempotencyKeys looked the key up already
     slots: WriteSlots
     scope: Scope  # the request's, which holds what is left of its wait
 
@@ -183,14 +198,28 @@ class Writer:
             return await run_in_threadpool(self._run, work)
 
     def _run(self, work: Callable[[Session, str], T]) -> T:
-        with session_factory(self.settings.resolved_database_url)() as session, session.begin():
-            tenant = self.known_tenant or tenant_of(self.settings, session, self.authorization)
+        try:
+            return self._in_transaction(work)
+        except _DroppedConnection:
+            log.warning("a pooled database connection was dropped; writing on a new one")
+            return self._in_transaction(work)
+
+    def _in_transaction(self, work: Callable[[Session, str], T]) -> T:
+        keyed = self.settings.auth is not AuthMode.DISABLED  # without keys, no lookup comes first: pinged pool
+        url = self.settings.resolved_database_url
+        sessions = write_session_factory(url) if keyed else session_factory(url)
+        with sessions() as session, session.begin():
+            try:
+                tenant = tenant_of(self.settings, session, self.authorization)
+            except DBAPIError as exc:
+                if exc.connection_invalidated:
+                    raise _DroppedConnection from exc
+                raise
             return work(session, tenant)
 
 
 async def get_writer(request: Request, settings: SettingsDep, authorization: AuthorizationDep) -> Writer:
-    tenant = getattr(request.state, "tenant", None)
-    return Writer(settings, authorization, tenant, request.app.state.write_slots, request.scope)
+    return Writer(settings, authorization, request.app.state.write_slots, request.scope)
 
 
 WriterDep = Annotated[Writer, Depends(get_writer)]

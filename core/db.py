@@ -130,6 +130,30 @@ def session_factory(url: str) -> sessionmaker[Session]:
 
 
 @lru_cache(maxsize=8)
+def write_session_factory(url: str) -> sessionmaker[Session]:
+    """Sessions for the API's writes (api.deps.Writer), on PostgreSQL a pool of their own without pre-ping.
+
+    A ping is a round trip and a statement's CPU on every write. The caller's
+    first statement finds a connection the database dropped instead, and the
+    write starts again on a fresh one (SQLAlchemy invalidates the pool's older
+    connections when it sees one dropped): nothing was sent before it, so that
+    is safe. SQLite has no connections to drop: the shared pool.
+    """
+    if url.startswith("sqlite"):
+        return session_factory(url)
+    from core.settings import get_settings
+
+    settings = get_settings()
+    engine = make_engine(
+        url,
+        pool_size=settings.api_max_concurrent_writes,  # writes in flight in one API process (api.load_shedding)
+        max_overflow=settings.database_max_overflow,  # several apps served in one process (tests) share it
+        pool_timeout=settings.database_pool_timeout_seconds,
+    )
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@lru_cache(maxsize=8)
 def read_session_factory(url: str) -> sessionmaker[Session]:
     """Sessions for reads only: autocommit, so a few SELECTs cost no BEGIN and no ROLLBACK round trips.
 

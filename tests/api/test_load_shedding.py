@@ -19,7 +19,7 @@ from sqlalchemy import text
 from starlette.types import Receive, Scope, Send
 
 from api.load_shedding import ConcurrencyLimit, LoopBacklog
-from core.db import engine_for
+from core.db import engine_for, write_session_factory
 from core.settings import Settings, get_settings
 from tests.conftest import (
     ONE_AT_A_TIME,
@@ -43,19 +43,23 @@ def test_exhausted_database_pool_answers_503_with_retry_after(
     monkeypatch.setenv("TUNEQ_DATABASE_POOL_SIZE", "1")
     monkeypatch.setenv("TUNEQ_DATABASE_MAX_OVERFLOW", "0")
     monkeypatch.setenv("TUNEQ_DATABASE_POOL_TIMEOUT_SECONDS", "0.2")
+    monkeypatch.setenv("TUNEQ_API_MAX_CONCURRENT_WRITES", "1")  # the size of the writes' pool
     get_settings.cache_clear()
+    writes = write_session_factory(small)
     try:
         # A write: reads run on the event loop with a pool of their own (api.deps.Reader).
         unknown = "/finetune/ftjob-000000000000000000000000/cancel"
         with serve(get_settings()) as url, api_client(url, key) as client:
             assert client.post(unknown).status_code == 404
-            with engine_for(small).connect():  # every connection of the pool is busy
+            with writes() as held, held.begin():  # every connection of the pool is busy
+                held.execute(text("SELECT 1"))
                 response = client.post(unknown)
             assert response.status_code == 503, response.text
             assert response.headers["Retry-After"] == "1"
             assert response.json()["error"]["code"] == "overloaded"
             assert client.post(unknown).status_code == 404  # and serves again once one is free
     finally:
+        writes.kw["bind"].dispose()
         engine_for(small).dispose()
         get_settings.cache_clear()
 
