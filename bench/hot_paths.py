@@ -6,11 +6,12 @@ with its queue message, in one transaction (api.deps.Writer); a list page is
 the key lookup and ``core.job_list_page`` on an autocommit session
 (api.deps.Reader). CPU time (``time.process_time``) per call, so waits on the
 database and Redis do not count; several rounds, since this machine's speed
-drifts. Compare trees by running it in each, alternating:
+drifts. Compare trees by running each tree's own copy, alternating (the
+script follows the API's pools, which change between trees):
 
     repo=$PWD; git worktree add ../base <commit>
     for round in 1 2 3 4; do for tree in ../base .; do
-      (cd $tree && PYTHONPATH=$PWD $repo/.venv/bin/python $repo/bench/hot_paths.py --rounds 1)
+      (cd $tree && PYTHONPATH=$PWD $repo/.venv/bin/python bench/hot_paths.py --rounds 1)
     done; done
 
 Needs PostgreSQL (--pg-url, a schema of its own is created and dropped) and Redis (--redis-url, a database
@@ -21,21 +22,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
-import psycopg
 from redis import Redis
+from service import database  # bench/service.py: a fresh PostgreSQL schema
 
 from api.deps import tenant_of
 from core import jobs
 from core.api_keys import create_key
-from core.db import read_session_factory, session_factory, transaction
+from core.db import read_session_factory, transaction, write_session_factory
 from core.files import store_upload
 from core.job_list_page import job_list_page
 from core.migrate import upgrade_database
@@ -45,19 +44,6 @@ from trainer.tiny_model import make_tiny_model
 
 TENANT = "bench"
 HYPERPARAMETERS = {"n_epochs": 1, "batch_size": 4, "max_seq_length": 128}
-
-
-@contextmanager
-def schema(pg_url: str) -> Iterator[str]:
-    name = f"hot_paths_{os.getpid()}"
-    plain = pg_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {name}")
-    try:
-        yield f"{pg_url}?options=-csearch_path%3D{name}"
-    finally:
-        with psycopg.connect(plain, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {name} CASCADE")
 
 
 def write_dataset(path: Path, examples: int = 50) -> Path:
@@ -85,7 +71,7 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="tq-hot"))
     model = make_tiny_model(root / "models" / "tiny")
-    with schema(args.pg_url) as url:
+    with database("postgresql", args.pg_url, root) as url:
         settings = Settings(
             database_url=url,
             data_root=root,
@@ -103,7 +89,7 @@ def main() -> None:
         new = jobs.NewJob(base_model=str(model), training_file=file_id, hyperparameters=HYPERPARAMETERS)
 
         def submit() -> None:
-            with session_factory(url)() as session, session.begin():
+            with write_session_factory(url)() as session, session.begin():
                 tenant = tenant_of(settings, session, authorization)
                 jobs.submit_job(session, settings, queue, tenant=tenant, new=new)
 

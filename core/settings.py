@@ -141,7 +141,7 @@ class Settings(BaseSettings):
         "balancer in front (60 s on most), so the server never closes a connection a client is about to reuse",
     )
     api_max_queue_wait_seconds: float = Field(
-        default=0.25,
+        default=0.2,
         ge=0,
         description="how long a request may wait in all, from when it arrived (unread behind a busy event loop, for "
         "a free slot, for a write slot), before a 503 with "
