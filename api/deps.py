@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import Scope
 
-from api.load_shedding import LoopBacklog, Overloaded, WriteSlots, wait_spent
+from api.load_shedding import LoopBacklog, Overloaded, WriteSlots
 from core.api_keys import authenticate
 from core.db import (
     loop_read_session_factory,
@@ -148,11 +148,10 @@ class Reader:
     def __call__(self, work: Callable[[Session, str], T]) -> T:
         """``work(session, tenant)``, once the request's key is known good; its errors answer as any route's.
 
-        Overloaded (503) instead if the loop is already too far behind, or the request has waited its whole
-        budget since it came: the checks sit here, right before the loop is held, because requests that
-        arrived together all pass the door before any of them reads, and then wait for each other's reads.
+        Overloaded (503) instead if the loop is already too far behind: the check sits here, right before the
+        loop is held, because requests that arrived together all pass the door before any of them reads.
         """
-        if wait_spent(self.scope) or self.backlog.too_far_behind(self.scope, self.settings.api_max_queue_wait_seconds):
+        if self.backlog.too_far_behind(self.scope, self.settings.api_max_queue_wait_seconds):
             raise Overloaded
         return read_with_one_retry(
             self.sessions, lambda session: work(session, tenant_of(self.settings, session, self.authorization))

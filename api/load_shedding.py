@@ -58,11 +58,6 @@ def wait_left(scope: Scope) -> float:
     return float(scope[WAIT_UNTIL]) - asyncio.get_running_loop().time()
 
 
-def wait_spent(scope: Scope) -> bool:
-    """Whether a request that came through the door has waited all it may (for a read: to hold the loop)."""
-    return WAIT_UNTIL in scope and wait_left(scope) < 0
-
-
 class LoopBacklog:
     """How long the event loop has been behind: the age of a probe queued behind the work ready to run.
 
