@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from collections.abc import Callable
 
 
 class TcpProxy:
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, on_accept: Callable[[], object] | None = None) -> None:
         self.target = (target_host, target_port)
+        self.on_accept = on_accept  # runs on each new connection, before it is forwarded
         self.port = 0
         self._listener: socket.socket | None = None
         self._connections: list[socket.socket] = []
@@ -29,6 +31,8 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:
                 return  # the listener was closed: an outage began
+            if self.on_accept is not None:
+                self.on_accept()
             upstream = socket.create_connection(self.target)
             with self._lock:
                 self._connections += [client, upstream]

@@ -213,12 +213,15 @@ def wait_for_redis(settings: Settings, stopping: threading.Event) -> bool:
         while not stopping.is_set():
             try:
                 connect_redis(settings).ping()
-                return True
+                break
             except (RedisError, OSError) as exc:
                 log.warning("Redis is not answering (%s); trying again in %.1fs", exc, delay)
             stopping.wait(delay)
             delay = min(delay * 2, REDIS_RETRY_MAX_SECONDS)
-        return False
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    # A stop that came while Redis answered the ping must not start the RQ worker: no one would ask it again (a
+    # fleet stopping a worker it had just restarted waited for it forever). From here until RQ sets its own
+    # handlers, a SIGTERM ends the process by default, which is a stop too.
+    return not stopping.is_set()

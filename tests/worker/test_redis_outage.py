@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,9 @@ from rq import Worker as RQWorker
 from core.embedded_redis import embedded_redis_url
 from core.settings import Settings
 from tests.conftest import FAST_HYPERPARAMETERS, api_client, create_api_key, wait_for_terminal
+from tests.tcp_proxy import TcpProxy
 from tuneq.processes import Service, start_api, start_worker
+from worker.process import wait_for_redis
 
 
 def _children(pid: int, name: str) -> list[int]:
@@ -101,6 +104,20 @@ def test_killing_the_embedded_redis_loses_no_submitted_job(
         if worker is not None:
             worker.stop()
         api.stop()
+
+
+def test_a_stop_that_comes_while_redis_answers_the_first_ping_starts_no_rq_worker(settings: Settings) -> None:
+    """A fleet stops the worker it has just restarted: the SIGTERM can come while the worker waits for Redis's
+    answer to its first ping. It used to set the stop flag, start the RQ worker anyway, and never stop."""
+    host, port = settings.redis_url.removeprefix("redis://").split("/")[0].split(":")
+    proxy = TcpProxy(host, int(port), on_accept=lambda: os.kill(os.getpid(), signal.SIGTERM)).start()
+    through = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{proxy.port}/0"})
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        assert wait_for_redis(through, threading.Event()) is False
+    finally:
+        proxy.stop()
+    assert signal.getsignal(signal.SIGTERM) is before  # the handlers before it are back
 
 
 def _wait_until_listening(worker: Service, url: str, timeout: float = 600) -> None:
