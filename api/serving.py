@@ -58,13 +58,13 @@ class NoDelayHttpProtocol(HttpToolsProtocol):
     ``TUNEQ_API_WORKERS`` > 1 (BENCHMARKS.md).
     """
 
+    answered_at = float("-inf")  # when this connection's last answer was complete (on_message_begin)
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().connection_made(transport)
-
-    answered_at = float("-inf")  # when this connection's last answer was complete
 
     def on_response_complete(self) -> None:
         self.answered_at = time.monotonic()

@@ -159,8 +159,7 @@ def _newest_live_worker(stale_seconds: float) -> Select[str, str | None, int | N
     and estimate runs it, and building the expression and loading a Worker entity cost more than the query."""
     return (
         select(Worker.id, Worker.gpu_name, Worker.gpu_memory_bytes)
-        # Two comparisons, not IN: an IN list is an "expanding" parameter, rendered anew on every run (a third
-        # of this query's CPU).
+        # Two comparisons, not IN: an IN list is an "expanding" parameter, rendered anew on every run.
         .where(or_(Worker.status == WorkerStatus.IDLE.value, Worker.status == WorkerStatus.BUSY.value))
         .where(Worker.heartbeat_at >= db_now_minus(stale_seconds))
         .order_by(Worker.heartbeat_at.desc())
