@@ -1,4 +1,4 @@
-"""A loopback TCP forwarder that can drop every connection: a database outage on demand."""
+"""A loopback TCP forwarder that can drop every connection (a database outage on demand) or hold one request."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ class TcpProxy:
         self._listener: socket.socket | None = None
         self._connections: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._hold_pattern: bytes | None = None
+        self.holding = threading.Event()  # set while a held request waits to be forwarded
+        self._released = threading.Event()
 
     def start(self) -> TcpProxy:
         listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
@@ -36,13 +39,17 @@ class TcpProxy:
             upstream = socket.create_connection(self.target)
             with self._lock:
                 self._connections += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+            for source, sink, outbound in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pipe, args=(source, sink, outbound), daemon=True).start()
 
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket, outbound: bool) -> None:
         with contextlib.suppress(OSError):
             while data := source.recv(65536):
+                pattern = self._hold_pattern
+                if outbound and pattern is not None and pattern in data:
+                    self._hold_pattern = None
+                    self.holding.set()
+                    self._released.wait()
                 sink.sendall(data)
         with contextlib.suppress(OSError):
             sink.shutdown(socket.SHUT_RDWR)
@@ -63,8 +70,19 @@ class TcpProxy:
                 conn.close()
             self._connections.clear()
 
+    def hold_next(self, pattern: bytes) -> None:
+        """Hold the next client chunk containing ``pattern`` (SQL text, say) until ``release``: the client waits
+        on the server, answer unsent, for as long as a test needs. A pattern split across two reads is missed."""
+        self.holding.clear()
+        self._released.clear()
+        self._hold_pattern = pattern
+
+    def release(self) -> None:
+        self._released.set()
+
     def restore(self) -> None:
         self.start()
 
     def stop(self) -> None:
+        self.release()
         self.cut()

@@ -126,6 +126,25 @@ def release_after_job_process(settings: Settings, worker_id: str, job_id: str) -
     run_with_retry(settings.resolved_database_url, release, deadline_seconds=settings.database_retry_seconds)
 
 
+def hand_back_unstarted(settings: Settings, worker_id: str, job_id: str) -> None:
+    """Put back a job claimed just as this worker was told to stop, before any process started for it.
+
+    Like a graceful stop, it gives back the attempt its claim used, and the GPUs it reserved.
+    """
+
+    def hand_back(session: Session) -> None:
+        queue: Queue = job_queue(connect_redis(settings), settings)
+        message = "worker stopping before the job started; requeued"
+        try:
+            jobs.requeue_job(session, settings, queue, job_id, message, owner=worker_id, **attempts.refunded())
+        except IllegalTransition:
+            log.info("job %s was moved on meanwhile (cancel or reaper)", job_id)
+        gpu_reservations.release(session, job_id, worker_id)
+        workers.beat(session, worker_id, status=WorkerStatus.IDLE)
+
+    run_with_retry(settings.resolved_database_url, hand_back, deadline_seconds=settings.database_retry_seconds)
+
+
 def _take_back(session: Session, settings: Settings, job: Job, worker_id: str) -> None:
     """The same rule as the reaper's for a lost worker: requeue while attempts remain, else fail."""
     charge = lost_time_charge(settings, job)

@@ -19,11 +19,13 @@ import signal
 import socket
 import subprocess
 import threading
+from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
 from redis.exceptions import RedisError
 from rq import Queue
+from rq.exceptions import StopRequested
 from rq.job import Job as RQJob
 from rq.worker import SpawnWorker
 from sqlalchemy.exc import SQLAlchemyError
@@ -36,7 +38,14 @@ from core.metrics.multiprocess import use_multiprocess_dir
 from core.queue import connect_redis, job_queue
 from core.settings import Settings, get_settings
 from core.workers import WorkerStatus
-from worker.claiming import ClaimKeeper, Device, claim_for_message, release_after_job_process
+from worker.claiming import (
+    Claim,
+    ClaimKeeper,
+    Device,
+    claim_for_message,
+    hand_back_unstarted,
+    release_after_job_process,
+)
 from worker.pinning import pin_gpus
 
 log = logging.getLogger(__name__)
@@ -88,30 +97,60 @@ class TuneqWorker(SpawnWorker):
     def execute_job(self, job: RQJob, queue: Queue) -> None:
         """Claim first, then spawn: the job process is handed the id the parent claimed."""
         settings = self.tuneq_settings
+        self._job_process_started = False
+        claimed: Claim | None = None
+        keeper: ClaimKeeper | None = None
         try:
-            claimed = claim_for_message(settings, self.name, self.device, self.gpus)
+            with self._stop_deferred():
+                claimed = self._claim(job)
+                if claimed is None:
+                    self._drop_message(job, queue)
+                    return
+                named = job.args[0]  # reading the args also loads the rest of the message, which save() rewrites
+                if named != claimed.job_id:
+                    log.info("message for %s claimed %s (scheduling policy)", named, claimed.job_id)
+                # Exactly this job on these GPUs; the message may have named another (see docs/architecture.md).
+                job.args = [claimed.job_id, claimed.gpus]
+                job.description = f"fine-tune {claimed.job_id}"
+                job.save(include_meta=False)
+                if self._stop_pending:
+                    return  # the block raises the stop; the claim is handed back below
+            keeper = ClaimKeeper(settings, claimed.job_id, self.name)
+            keeper.start()
+            super().execute_job(job, queue)
+        finally:
+            if keeper is not None:
+                keeper.stop()
+            if claimed is not None:
+                self._after_claim(job, queue, claimed)
+
+    def fork_work_horse(self, job: RQJob, queue: Queue) -> None:
+        super().fork_work_horse(job, queue)
+        self._job_process_started = True
+
+    def _after_claim(self, job: RQJob, queue: Queue, claimed: Claim) -> None:
+        """Clean up after the job process, or, if a stop came before there was one, hand the job back.
+
+        A job process that failed to start is treated as one that died: it uses up an attempt, so a host that
+        cannot start any fails its jobs in the end instead of requeueing them forever.
+        """
+        with self._stop_deferred():
+            if self._job_process_started or not self.stop_signalled:
+                release_after_job_process(self.tuneq_settings, self.name, claimed.job_id)
+            else:
+                hand_back_unstarted(self.tuneq_settings, self.name, claimed.job_id)
+                self._drop_message(job, queue)
+
+    def _claim(self, job: RQJob) -> Claim | None:
+        try:
+            claimed = claim_for_message(self.tuneq_settings, self.name, self.device, self.gpus)
         except SQLAlchemyError:
             # The job stays queued in the database; the reconciler sends it a new message.
             log.exception("could not claim for message %s; dropping it", job.id)
-            claimed = None
+            return None
         if claimed is None:
             log.info("nothing to claim for message %s; dropped without a job process", job.id)
-            self._drop_message(job, queue)
-            return
-        named = job.args[0]  # reading the args also loads the rest of the message, which save() rewrites
-        if named != claimed.job_id:
-            log.info("message for %s claimed %s (scheduling policy)", named, claimed.job_id)
-        # Exactly this job on exactly these GPUs; the message may have named another (see docs/architecture.md).
-        job.args = [claimed.job_id, claimed.gpus]
-        job.description = f"fine-tune {claimed.job_id}"
-        job.save(include_meta=False)
-        keeper = ClaimKeeper(settings, claimed.job_id, self.name)
-        keeper.start()
-        try:
-            super().execute_job(job, queue)
-        finally:
-            keeper.stop()
-            release_after_job_process(settings, self.name, claimed.job_id)
+        return claimed
 
     def _drop_message(self, job: RQJob, queue: Queue) -> None:
         """Forget a dequeued message that started no work (RQ parks it in an intermediate list)."""
@@ -122,6 +161,27 @@ class TuneqWorker(SpawnWorker):
 
     # A stop signal arrived: the loop in serve_until_stopped must end, not reconnect.
     stop_signalled = False
+    _deferring_stop = False  # the main thread is in database work a stop must not cut (_stop_deferred)
+    _stop_pending = False  # a stop came meanwhile: StopRequested is raised once that work is done
+    _job_process_started = False  # for the message in hand (execute_job)
+
+    @contextlib.contextmanager
+    def _stop_deferred(self) -> Iterator[None]:
+        """Database work that a stop signal must not cut: a stop that comes meanwhile takes effect after it.
+
+        RQ's handler raises StopRequested wherever the main thread is when an idle worker gets SIGTERM.
+        Raised inside a transaction, it left the connection half-read; the session's cleanup then failed,
+        and its SQLAlchemyError, caught as a failed heartbeat or claim, replaced the stop: the worker served on
+        until it was killed, and its row never said stopped.
+        """
+        self._deferring_stop = True
+        try:
+            yield
+        finally:
+            self._deferring_stop = False
+        if self._stop_pending:
+            self._stop_pending = False
+            raise StopRequested
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         self.stop_signalled = True
@@ -133,15 +193,21 @@ class TuneqWorker(SpawnWorker):
             timer = threading.Timer(self.tuneq_settings.graceful_stop_seconds + 10, self.kill_horse)
             timer.daemon = True
             timer.start()
-        super().request_stop(signum, frame)
+        try:
+            super().request_stop(signum, frame)
+        except StopRequested:
+            if not self._deferring_stop:
+                raise
+            self._stop_pending = True
 
     def heartbeat(self, *args: Any, **kwargs: Any) -> None:
         super().heartbeat(*args, **kwargs)
-        try:
-            with transaction(self.tuneq_settings.resolved_database_url) as session:
-                workers.beat(session, self.name)
-        except SQLAlchemyError as exc:
-            log.warning("worker heartbeat not recorded: %s", exc)
+        with self._stop_deferred():
+            try:
+                with transaction(self.tuneq_settings.resolved_database_url) as session:
+                    workers.beat(session, self.name)
+            except SQLAlchemyError as exc:
+                log.warning("worker heartbeat not recorded: %s", exc)
 
 
 def build_worker(settings: Settings, name: str, device: Device, gpus: WorkerGpus | None = None) -> TuneqWorker:
