@@ -23,7 +23,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 from rq import Queue
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, ScalarSelect, Select, func, select
 from sqlalchemy.orm import Session, aliased
 
 from core import jobs
@@ -52,15 +52,24 @@ class TenantUsage:
         return self.running, self.last_started is not None, self.last_started or datetime.min.replace(tzinfo=UTC)
 
 
-def waiting_tenants(session: Session) -> list[TenantUsage]:
+def _waiting_tenants_query() -> Select[Any]:
     """Each tenant with queued jobs, with its running jobs and when it last started one.
 
     One row per waiting tenant, each figure an index lookup (the partial index
     on active rows; ``ix_jobs_tenant_started``), so finished jobs, however
-    many, cost nothing, and queued jobs are read only as index entries.
+    many, cost nothing. The tenants themselves come from a skip scan of the
+    active index, one lookup per tenant: a DISTINCT read every queued job.
     """
-    waiting = select(Job.tenant).where(Job.status == JobStatus.QUEUED.value).distinct().subquery("waiting")
     others = aliased(Job)
+
+    def first_tenant_after(previous: ColumnElement[str] | None) -> ScalarSelect[str]:
+        after = [] if previous is None else [others.tenant > previous]
+        return select(func.min(others.tenant)).where(others.status == JobStatus.QUEUED.value, *after).scalar_subquery()
+
+    waiting = select(first_tenant_after(None).label("tenant")).cte("waiting", recursive=True)
+    waiting = waiting.union_all(
+        select(first_tenant_after(waiting.c.tenant).label("tenant")).where(waiting.c.tenant.is_not(None))
+    )
     running = (
         select(func.count())
         .where(others.tenant == waiting.c.tenant, others.status == JobStatus.RUNNING.value)
@@ -73,8 +82,15 @@ def waiting_tenants(session: Session) -> list[TenantUsage]:
         .correlate(waiting)
         .scalar_subquery()
     )
-    rows = session.execute(select(waiting.c.tenant, running, last_started)).all()
-    return [TenantUsage(tenant, count, started) for tenant, count, started in rows]
+    return select(waiting.c.tenant, running, last_started).where(waiting.c.tenant.is_not(None))
+
+
+_WAITING_TENANTS = _waiting_tenants_query()  # built once: a claim otherwise spent ~1 ms of Python making it
+
+
+def waiting_tenants(session: Session) -> list[TenantUsage]:
+    """Each tenant with queued jobs, with its running jobs and when it last started one (_waiting_tenants_query)."""
+    return [TenantUsage(*row) for row in session.execute(_WAITING_TENANTS)]
 
 
 def next_candidates(

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from sqlalchemy import Connection, Engine, event, null, select, text, update
+from sqlalchemy import Engine, event, null, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.schemas import JobList
@@ -33,6 +33,7 @@ from core.models import Job, JobEvent
 from core.settings import Settings
 from core.views import job_view
 from tests.conftest import TENANT, api_client, serve, submit_in_database
+from tests.query_plans import copy_job, plans_run
 
 
 @pytest.fixture
@@ -214,59 +215,25 @@ def _compare_list_pages(settings: Settings, reader: httpx.Client, tiny_model: Pa
     assert second == _list_through_the_models(settings, 4, first["next_cursor"]) and not second["has_more"]
 
 
-def _copies(conn: Connection, template: str, count: int, tenants: list[str]) -> None:
-    """``count`` copies of job ``template``, older than it, spread over ``tenants``."""
-    columns = [column.name for column in Job.__table__.c]
-    copied = {
-        "id": "id || '-' || :batch || '-' || g",
-        "tenant": "(CAST(:tenants AS text[]))[1 + g % cardinality(CAST(:tenants AS text[]))]",
-        "created_at": "created_at - g * interval '1 millisecond'",
-    }
-    select_list = ", ".join(copied.get(name, name) for name in columns)
-    conn.execute(
-        text(
-            f"INSERT INTO jobs ({', '.join(columns)}) SELECT {select_list} "
-            "FROM jobs, generate_series(1, :n) AS g WHERE id = :template"
-        ),
-        {"batch": tenants[0], "tenants": tenants, "n": count, "template": template},
-    )
-
-
 def _grow_tenant_behind_the_statistics(settings: Settings, template: str, jobs_count: int) -> None:
     """``jobs_count`` jobs for TENANT, added after an ANALYZE that saw 200 jobs of four other tenants, with
     autovacuum off for the table so that no ANALYZE catches up meanwhile: a tenant that grew since the last
     ANALYZE, as a busy new tenant of a big table does for hours."""
     with engine_for(settings.resolved_database_url).connect() as conn:
         conn.execute(text("ALTER TABLE jobs SET (autovacuum_enabled = false)"))
-        _copies(conn, template, 200, [f"other-{n}" for n in range(4)])
+        copy_job(conn, template, 200, [f"other-{n}" for n in range(4)])
         conn.commit()
         conn.execute(text("ANALYZE jobs"))
-        _copies(conn, template, jobs_count, [TENANT])
+        copy_job(conn, template, jobs_count, [TENANT])
         conn.commit()
 
 
 def _list_page_plans(sessions: sessionmaker[Session], pages: int) -> list[str]:
-    """The plans PostgreSQL ran for ``pages`` first pages of TENANT's jobs on one pooled connection (auto_explain,
-    sent back as notices)."""
-    plans: list[str] = []
-    with sessions() as session:
-        driver = session.connection().connection.driver_connection
-
-        def note(diagnostic: Any) -> None:
-            if "FROM jobs" in (diagnostic.message_primary or ""):
-                plans.append(diagnostic.message_primary)
-
-        for setting in ("LOAD 'auto_explain'", "SET auto_explain.log_level = notice"):
-            session.execute(text(setting))
-        session.execute(text("SET auto_explain.log_min_duration = 0"))
-        driver.add_notice_handler(note)
-        try:
-            for _ in range(pages):
-                assert len(orjson.loads(job_list_page(session, tenant=TENANT, limit=100))["data"]) == 100
-        finally:
-            driver.remove_notice_handler(note)
-            session.execute(text("RESET auto_explain.log_min_duration"))
-    return plans
+    """The plans PostgreSQL ran for ``pages`` first pages of TENANT's jobs on one pooled connection."""
+    with sessions() as session, plans_run(session) as plans:
+        for _ in range(pages):
+            assert len(orjson.loads(job_list_page(session, tenant=TENANT, limit=100))["data"]) == 100
+    return [plan for plan in plans if "FROM jobs" in plan]
 
 
 def test_list_pages_read_only_their_rows_of_a_tenant_that_grew_since_the_last_analyze(
