@@ -85,6 +85,9 @@ def test_dashboard_plots_loss_shows_cost_vs_estimate_downloads_and_pauses_resume
     estimate = finished["estimate"]
     assert f"(estimate {estimate['total_steps']})" in page.inner_text("#job-estimate")
     assert f"(estimate ${estimate['cost_usd']:.6f})" in page.inner_text("#job-estimate")
+    env = finished["environment"]
+    ran_on = f"{env['device_name']} ({env['device']}) · {env['dtype']} · {env['quantization'] or 'no quantization'}"
+    assert page.inner_text("#job-hardware") == f"1 GPU · {ran_on}"
     with page.expect_download() as download:
         page.click("#download")
     saved = tmp_path / "adapter.tar"
@@ -97,6 +100,7 @@ def test_dashboard_plots_loss_shows_cost_vs_estimate_downloads_and_pauses_resume
     page.goto(f"{api_url}/dashboard/#/jobs/{queued_id}")
     page.wait_for_selector(f"#job[data-job-id='{queued_id}'][data-status='queued']")
     assert page.is_disabled("#resume") and page.is_disabled("#download")
+    assert page.inner_text("#job-hardware") == "1 GPU · not started"
     page.click("#pause")
     page.wait_for_selector(f"#job[data-job-id='{queued_id}'][data-status='paused']")
     assert client.get(f"/finetune/{queued_id}").json()["status"] == "paused"

@@ -122,6 +122,14 @@ function estimateLine(job) {
   return `${steps} · ${time} · cost $${job.cost.cost_usd.toFixed(6)} (estimate $${e.cost_usd.toFixed(6)})`;
 }
 
+// What the job asked for, and what its run got (known once a worker claimed it).
+function hardwareLine(job) {
+  const asked = `${job.gpus} GPU${job.gpus === 1 ? "" : "s"}`;
+  const env = job.environment;
+  if (!env) return `${asked} · not started`;
+  return `${asked} · ${env.device_name ?? env.device} (${env.device}) · ${env.dtype ?? "?"} · ${env.quantization ?? "no quantization"}`;
+}
+
 async function renderJob(jobId) {
   show("job");
   const [job, metrics, events] = await Promise.all([
@@ -135,6 +143,7 @@ async function renderJob(jobId) {
     `${job.base_model} · step ${p.step}/${p.total_steps ?? "?"} · ${job.trained_tokens.toLocaleString()} tokens · ` +
     `cost $${job.cost.cost_usd.toFixed(6)}`;
   $("job-estimate").textContent = estimateLine(job);
+  $("job-hardware").textContent = hardwareLine(job);
   $("job-error").textContent = job.error ? `${job.error.code}: ${job.error.message}` : "";
   $("cancel").disabled = TERMINAL.has(job.status);
   $("pause").disabled = !["queued", "running"].includes(job.status) || job.pause_requested_at !== null;
