@@ -10,12 +10,13 @@ import time
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
+import httpcore
 import httpx
 
 from core.db import utcnow
 from core.errors import InvalidRequest
 from core.settings import Settings
-from core.url_guard import check_webhook_url
+from core.url_guard import GuardedNetwork, check_webhook_url
 from core.webhook_outbox import AttemptResult, ClaimedDelivery
 from core.webhook_signing import signed_headers
 
@@ -34,6 +35,25 @@ def parse_retry_after(value: str | None, now: datetime) -> timedelta | None:
         return None
     when = when if when.tzinfo else when.replace(tzinfo=UTC)
     return max(timedelta(0), when - now)
+
+
+def webhook_client(settings: Settings) -> httpx.Client:
+    """The client that sends webhooks: no redirects, and connections only to addresses the URL guard allows.
+
+    httpx takes no network backend, but its transport's connection pool does: the pool is rebuilt with
+    httpx's own defaults (TLS context, limits) around ``GuardedNetwork``. Proxies from the environment
+    (HTTPS_PROXY) are their own transports: through one, the guard checks the URL at send time only.
+    """
+    transport = httpx.HTTPTransport()
+    limits = httpx.Limits()
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=httpx.create_ssl_context(),
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=GuardedNetwork(settings.allow_private_webhooks),
+    )
+    return httpx.Client(transport=transport, timeout=settings.webhook_timeout_seconds, follow_redirects=False)
 
 
 def send_attempt(client: httpx.Client, settings: Settings, delivery: ClaimedDelivery) -> AttemptResult:

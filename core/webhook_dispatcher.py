@@ -14,11 +14,9 @@ import socket
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-import httpx
-
 from core.db import transaction
 from core.settings import Settings
-from core.webhook_delivery import send_attempt
+from core.webhook_delivery import send_attempt, webhook_client
 from core.webhook_outbox import ClaimedDelivery, claim_due, record_attempt
 
 log = logging.getLogger(__name__)
@@ -28,7 +26,7 @@ class Dispatcher:
     def __init__(self, settings: Settings, name: str | None = None) -> None:
         self.settings = settings
         self.name = name or f"dispatcher-{socket.gethostname()}-{os.getpid()}"
-        self.client = httpx.Client(timeout=settings.webhook_timeout_seconds, follow_redirects=False)
+        self.client = webhook_client(settings)
 
     def _claim(self, limit: int) -> list[ClaimedDelivery]:
         with transaction(self.settings.resolved_database_url) as session:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from openai import OpenAI
@@ -20,6 +21,7 @@ from core.queue import job_queue
 from core.recovery import RecoveryReport, recover_lost_jobs
 from core.settings import Settings
 from core.states import JobStatus
+from core.webhook_delivery import webhook_client
 from core.webhook_endpoints import NewEndpoint, create_endpoint, tenant_secret
 from tests.conftest import dispatching, submit_in_database, wait_until
 from tuneq.webhook_receiver import ReceivedWebhook, WebhookReceiver
@@ -244,3 +246,20 @@ def test_a_send_the_url_guard_refuses_is_a_failed_attempt_with_the_reason(
     [delivery] = deliveries(settings, job_id)
     assert delivery.status == "failed" and "refused to send" in str(delivery.last_error)
     assert "loopback" in str(delivery.last_error) and hooks.attempts == []
+
+
+def test_the_webhook_client_connects_only_to_addresses_the_guard_allows(
+    settings: Settings, hooks: WebhookReceiver
+) -> None:
+    """The send-time check and the connection each resolve the name; a DNS server may answer them differently
+    (rebinding). So the connection checks the addresses it connects to, whatever was checked before."""
+    by_name = hooks.url.replace("127.0.0.1", "localhost")
+    strict = settings.model_copy(update={"allow_private_webhooks": False})
+    with webhook_client(strict) as client:
+        for url in (hooks.url, by_name):
+            with pytest.raises(httpx.ConnectError, match=r"refused to connect: url resolves to .*loopback"):
+                client.post(url, content=b"{}")
+    assert hooks.attempts == []
+    with webhook_client(settings) as client:  # private addresses allowed: both arrive
+        assert [client.post(url, content=b"{}").status_code for url in (hooks.url, by_name)] == [200, 200]
+    assert len(hooks.attempts) == 2
