@@ -50,6 +50,7 @@ from core.settings import Settings
 RETRY_AFTER_SECONDS = 1  # a slot frees as soon as any in-flight request ends: usually well within a second
 UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})  # probes must answer under load too
 UNREAD_SINCE = "tuneq.unread_since"  # scope key: since when the request may have waited unread (api.serving)
+FOUND_ALONE = "tuneq.found_alone"  # scope key: the loop found its input with no other socket ready (api.serving)
 WAIT_UNTIL = "tuneq.wait_until"  # scope key: by when the request must hold its slots, or be shed
 
 
@@ -103,7 +104,12 @@ class ConcurrencyLimit:
             await self.app(scope, receive, send)
             return
         now = asyncio.get_running_loop().time()
-        scope[WAIT_UNTIL] = scope.get(UNREAD_SINCE, now) + self.wait
+        since = scope.get(UNREAD_SINCE, now)
+        if scope.get(FOUND_ALONE) and self.slots.all_free:
+            # Shedding what waited unread serves what waited behind it sooner. Found alone with nothing in flight,
+            # it waited for the CPU, not behind other requests (a lone poll on a host busy training was shed).
+            since = now
+        scope[WAIT_UNTIL] = since + self.wait
         if wait_left(scope) < 0 or self.backlog.too_far_behind(scope, self.wait):
             await overloaded_response()(scope, receive, send)
             return

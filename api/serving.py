@@ -13,7 +13,7 @@ from typing import Any, cast
 from uvicorn import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from api.load_shedding import UNREAD_SINCE
+from api.load_shedding import FOUND_ALONE, UNREAD_SINCE
 from core.settings import Settings
 
 
@@ -29,6 +29,7 @@ class TimedSelector(selectors.DefaultSelector):
     def __init__(self) -> None:
         super().__init__()
         self.unread_since = self._returned = time.monotonic()
+        self.found_alone = True  # the last look found one socket ready: no other input waited with it
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         called = time.monotonic()
@@ -36,6 +37,7 @@ class TimedSelector(selectors.DefaultSelector):
         returned = time.monotonic()
         self.unread_since = called if returned - called > self.WAITED else self._returned
         self._returned = returned
+        self.found_alone = len(ready) <= 1
         return ready
 
 
@@ -78,6 +80,7 @@ class NoDelayHttpProtocol(HttpToolsProtocol):
             # the whole round as the wait of a request sent in its last moment, and shed it.
             since = max(self.loop.timed_selector.unread_since, self.answered_at)
             self.scope[UNREAD_SINCE] = since  # type: ignore[literal-required]
+            self.scope[FOUND_ALONE] = self.loop.timed_selector.found_alone  # type: ignore[literal-required]
 
 
 def server_options(settings: Settings) -> dict[str, Any]:

@@ -22,8 +22,12 @@ class Slots:
     """
 
     def __init__(self, size: int) -> None:
-        self.free = size
+        self.size = self.free = size
         self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def all_free(self) -> bool:
+        return self.free == self.size
 
     def take_now(self) -> bool:
         if self.free > 0:

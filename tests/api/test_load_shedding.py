@@ -160,6 +160,35 @@ def test_requests_that_sat_unread_while_the_loop_was_busy_are_shed_at_the_door(s
             assert _answer(connection) == 200
 
 
+def test_a_request_that_sat_unread_alone_is_served_however_long_it_waited(settings: Settings) -> None:
+    """Shedding what waited unread serves what waited behind it sooner. A request the loop finds with nothing
+    else waiting (a lone poll on a host whose CPU was busy training) has no one behind it: it used to be
+    answered 503 all the same."""
+    holding, release = threading.Event(), threading.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == "/hold":
+            holding.set()
+            release.wait(timeout=30)  # the loop gets no CPU for a while, as on a host busy training
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    limits = settings.model_copy(update={"api_max_queue_wait_seconds": 0.25})
+    with serve(limits, app=ConcurrencyLimit(app, limits, LoopBacklog())) as url, ExitStack() as stack:
+        host, port = url.removeprefix("http://").split(":")
+        connect = lambda: stack.enter_context(closing(http.client.HTTPConnection(host, int(port), timeout=30)))  # noqa: E731
+        lone, holder = connect(), connect()
+        lone.request("GET", "/fast")
+        assert _answer(lone) == 200
+        holder.request("GET", "/hold")
+        assert holding.wait(timeout=30)
+        lone.request("GET", "/fast")
+        time.sleep(0.4)  # longer than the allowed wait
+        release.set()
+        assert _answer(holder) == 200
+        assert _answer(lone) == 200
+
+
 def test_a_request_sent_after_a_long_round_answered_its_connection_is_not_shed(settings: Settings) -> None:
     """A request that comes on a connection in the last moment of a long round of work is read right after it,
     by a look at the sockets that returns at once; all the selector knows is that it came during the round.
