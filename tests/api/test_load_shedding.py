@@ -124,11 +124,16 @@ def _answer(connection: http.client.HTTPConnection) -> int:
     return response.status
 
 
-def test_requests_that_sat_unread_while_the_loop_was_busy_are_shed_at_the_door(settings: Settings) -> None:
+@pytest.mark.parametrize(("count", "answered"), [(8, 503), (1, 200)], ids=["eight are shed", "one alone is served"])
+def test_requests_that_sat_unread_while_the_loop_was_busy_are_shed_at_the_door_unless_alone(
+    settings: Settings, count: int, answered: int
+) -> None:
     """Requests that come on open connections while the loop runs a long round of work wait unread in the
     kernel, where no probe of the loop's backlog sees them: they used to be read, started and answered
     after the round, however long it took. The loop's selector knows since when they may have waited
-    (api.serving.TimedSelector), and the door sheds them once that is longer than the allowed wait."""
+    (api.serving.TimedSelector), and the door sheds them once that is longer than the allowed wait.
+    Shedding serves what waited behind them sooner; a request found alone, with nothing in flight (a lone
+    poll on a host whose CPU was busy training), has no one behind it, and is served (it used to be shed)."""
     holding, release = threading.Event(), threading.Event()
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -142,7 +147,7 @@ def test_requests_that_sat_unread_while_the_loop_was_busy_are_shed_at_the_door(s
     with serve(limits, app=ConcurrencyLimit(app, limits, LoopBacklog())) as url, ExitStack() as stack:
         host, port = url.removeprefix("http://").split(":")
         connect = lambda: stack.enter_context(closing(http.client.HTTPConnection(host, int(port), timeout=30)))  # noqa: E731
-        waiting = [connect() for _ in range(8)]
+        waiting = [connect() for _ in range(count)]
         for connection in waiting:  # open and served at once: the loop is idle
             connection.request("GET", "/fast")
             assert _answer(connection) == 200
@@ -154,39 +159,10 @@ def test_requests_that_sat_unread_while_the_loop_was_busy_are_shed_at_the_door(s
         time.sleep(0.4)  # longer than the allowed wait
         release.set()
         assert _answer(holder) == 200
-        assert [_answer(connection) for connection in waiting] == [503] * 8
+        assert [_answer(connection) for connection in waiting] == [answered] * count
         for connection in waiting:  # the loop is free again: served at once
             connection.request("GET", "/fast")
             assert _answer(connection) == 200
-
-
-def test_a_request_that_sat_unread_alone_is_served_however_long_it_waited(settings: Settings) -> None:
-    """Shedding what waited unread serves what waited behind it sooner. A request the loop finds with nothing
-    else waiting (a lone poll on a host whose CPU was busy training) has no one behind it: it used to be
-    answered 503 all the same."""
-    holding, release = threading.Event(), threading.Event()
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["path"] == "/hold":
-            holding.set()
-            release.wait(timeout=30)  # the loop gets no CPU for a while, as on a host busy training
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
-        await send({"type": "http.response.body", "body": b"ok"})
-
-    limits = settings.model_copy(update={"api_max_queue_wait_seconds": 0.25})
-    with serve(limits, app=ConcurrencyLimit(app, limits, LoopBacklog())) as url, ExitStack() as stack:
-        host, port = url.removeprefix("http://").split(":")
-        connect = lambda: stack.enter_context(closing(http.client.HTTPConnection(host, int(port), timeout=30)))  # noqa: E731
-        lone, holder = connect(), connect()
-        lone.request("GET", "/fast")
-        assert _answer(lone) == 200
-        holder.request("GET", "/hold")
-        assert holding.wait(timeout=30)
-        lone.request("GET", "/fast")
-        time.sleep(0.4)  # longer than the allowed wait
-        release.set()
-        assert _answer(holder) == 200
-        assert _answer(lone) == 200
 
 
 def test_a_request_sent_after_a_long_round_answered_its_connection_is_not_shed(settings: Settings) -> None:
