@@ -104,12 +104,17 @@ class ClaimKeeper(threading.Thread):
         self.join(timeout=30)
 
 
-def release_after_job_process(settings: Settings, worker_id: str, job_id: str) -> None:
+def release_after_job_process(
+    settings: Settings, worker_id: str, job_id: str, stopped_before_start: bool = False
+) -> None:
     """After the job process ended: free its GPUs, and if it died still holding the job, put the job back now.
 
     A job process that ends normally has moved the job on (finished, requeued);
     one that crashed (killed, segfault) left it running under this worker, and
     waiting for the reaper would only waste ``heartbeat_stale_seconds``.
+    ``stopped_before_start``: there was no job process, because a stop came
+    between the claim and the spawn; like a graceful stop, the job goes back
+    with the attempt its claim used refunded.
     Freed GPUs wake the best waiting jobs: one too big for the GPUs free when
     its message came was passed over, and may fit now.
     """
@@ -117,7 +122,10 @@ def release_after_job_process(settings: Settings, worker_id: str, job_id: str) -
     def release(session: Session) -> None:
         job = session.get(Job, job_id)
         if job is not None and job.status == JobStatus.RUNNING and job.worker_id == worker_id:
-            _take_back(session, settings, job, worker_id)
+            if stopped_before_start:
+                _hand_back(session, settings, job, worker_id)
+            else:
+                _take_back(session, settings, job, worker_id)
         freed = gpu_reservations.release(session, job_id, worker_id)
         if freed:
             wake_waiting_jobs(session, settings, job_queue(connect_redis(settings), settings), count=freed)
@@ -126,23 +134,13 @@ def release_after_job_process(settings: Settings, worker_id: str, job_id: str) -
     run_with_retry(settings.resolved_database_url, release, deadline_seconds=settings.database_retry_seconds)
 
 
-def hand_back_unstarted(settings: Settings, worker_id: str, job_id: str) -> None:
-    """Put back a job claimed just as this worker was told to stop, before any process started for it.
-
-    Like a graceful stop, it gives back the attempt its claim used, and the GPUs it reserved.
-    """
-
-    def hand_back(session: Session) -> None:
-        queue: Queue = job_queue(connect_redis(settings), settings)
-        message = "worker stopping before the job started; requeued"
-        try:
-            jobs.requeue_job(session, settings, queue, job_id, message, owner=worker_id, **attempts.refunded())
-        except IllegalTransition:
-            log.info("job %s was moved on meanwhile (cancel or reaper)", job_id)
-        gpu_reservations.release(session, job_id, worker_id)
-        workers.beat(session, worker_id, status=WorkerStatus.IDLE)
-
-    run_with_retry(settings.resolved_database_url, hand_back, deadline_seconds=settings.database_retry_seconds)
+def _hand_back(session: Session, settings: Settings, job: Job, worker_id: str) -> None:
+    queue: Queue = job_queue(connect_redis(settings), settings)
+    message = "worker stopping before the job started; requeued"
+    try:
+        jobs.requeue_job(session, settings, queue, job.id, message, owner=worker_id, **attempts.refunded())
+    except IllegalTransition:
+        log.info("job %s was moved on meanwhile (cancel or reaper)", job.id)
 
 
 def _take_back(session: Session, settings: Settings, job: Job, worker_id: str) -> None:

@@ -38,14 +38,7 @@ from core.metrics.multiprocess import use_multiprocess_dir
 from core.queue import connect_redis, job_queue
 from core.settings import Settings, get_settings
 from core.workers import WorkerStatus
-from worker.claiming import (
-    Claim,
-    ClaimKeeper,
-    Device,
-    claim_for_message,
-    hand_back_unstarted,
-    release_after_job_process,
-)
+from worker.claiming import Claim, ClaimKeeper, Device, claim_for_message, release_after_job_process
 from worker.pinning import pin_gpus
 
 log = logging.getLogger(__name__)
@@ -134,11 +127,10 @@ class TuneqWorker(SpawnWorker):
         A job process that failed to start is treated as one that died: it uses up an attempt, so a host that
         cannot start any fails its jobs in the end instead of requeueing them forever.
         """
+        stopped_before_start = self.stop_signalled and not self._job_process_started
         with self._stop_deferred():
-            if self._job_process_started or not self.stop_signalled:
-                release_after_job_process(self.tuneq_settings, self.name, claimed.job_id)
-            else:
-                hand_back_unstarted(self.tuneq_settings, self.name, claimed.job_id)
+            release_after_job_process(self.tuneq_settings, self.name, claimed.job_id, stopped_before_start)
+            if stopped_before_start:
                 self._drop_message(job, queue)
 
     def _claim(self, job: RQJob) -> Claim | None:
